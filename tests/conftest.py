@@ -27,3 +27,44 @@ def fresh_collective_keys():
   tf.distribute.MirroredStrategy._collective_key_base += 100000  # pylint: disable=protected-access
   yield
   tf.distribute.MirroredStrategy._collective_key_base += 100000  # pylint: disable=protected-access
+
+
+import os as _os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+REPO = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
+# A CPU-sized trainer configuration for tests: ResNet-18 at width 0.25 on 32-px images (SimCLR's small-image stem).
+TINY_FLAGS = ["--resnet_depth=18", "--width_multiplier=0.25", "--image_size=32", "--train_batch_size=32",
+              "--eval_batch_size=64", "--proj_out_dim=16", "--warmup_epochs=0", "--cache_dataset=true"]
+
+
+def run_trainer(*args: str, env: dict | None = None, timeout: int = 300, check: bool = True
+                ) -> subprocess.CompletedProcess:
+  """Runs `python run.py ARGS` in a fresh process, as a user would; returns the finished process."""
+  full_env = dict(_os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", **(env or {}))
+  proc = subprocess.run([sys.executable, _os.path.join(REPO, "run.py"), *args], cwd=REPO, env=full_env,
+                        capture_output=True, text=True, timeout=timeout)
+  if check and proc.returncode != 0:
+    raise AssertionError(f"run.py {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
+                         f"{proc.stderr[-5000:]}")
+  return proc
+
+
+@pytest.fixture(scope="session")
+def synthetic_data_dir(tmp_path_factory) -> str:
+  """A TFDS data_dir with mura_synthetic/elbow prepared once for the session."""
+  import simclr_mura.datasets  # noqa: F401
+  from simclr_mura.prepare import prepare
+  data_dir = str(tmp_path_factory.mktemp("tfds"))
+  prepare("mura_synthetic/elbow", data_dir=data_dir)
+  return data_dir
+
+
+@pytest.fixture(scope="session")
+def pretrained_dir(synthetic_data_dir, tmp_path_factory) -> str:
+  """A finished (tiny) SimCLR pretraining run on mura_synthetic/elbow."""
+  model_dir = str(tmp_path_factory.mktemp("pretrain"))
+  run_trainer("--train_mode=pretrain", "--dataset=mura_synthetic/elbow", f"--data_dir={synthetic_data_dir}",
+              f"--model_dir={model_dir}", "--train_epochs=2", "--checkpoint_epochs=1", *TINY_FLAGS)
+  return model_dir

@@ -1,0 +1,40 @@
+"""The model for inference: a SavedModel in `model_dir/export/` that loads without this package's code.
+
+`tf.saved_model.load(export_dir).serve(images)` maps float32 images [N, S, S, 1] in [0, 1] (preprocessed as for
+evaluation: `augment.preprocess_for_eval`) to the probability of abnormal [N]. `preprocessing.json` beside it records
+what the images need (size, crop) and the decision threshold.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import keras
+import tensorflow as tf
+
+from simclr_mura.config import Config
+
+PREPROCESSING_FILE = "preprocessing.json"
+
+
+def export_model(model: keras.Model, config: Config, export_dir: str) -> str:
+  """Writes the SavedModel and its preprocessing record; returns `export_dir`."""
+  size = config.image_size
+
+  class Exported(tf.Module):
+    def __init__(self):
+      super().__init__()
+      self.model = model
+
+    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 1], tf.float32, name="images")])
+    def serve(self, images):
+      _, logits = self.model(images, training=False)
+      return tf.nn.softmax(tf.cast(logits, tf.float32))[:, 1]
+
+  module = Exported()
+  tf.saved_model.save(module, export_dir, signatures={"serving_default": module.serve})
+  with tf.io.gfile.GFile(os.path.join(export_dir, PREPROCESSING_FILE), "w") as f:
+    json.dump({"image_size": size, "channels": 1, "value_range": [0.0, 1.0], "eval_center_crop": 0.875,
+               "threshold": config.threshold, "dataset": config.dataset, "train_mode": config.train_mode,
+               "backbone": config.backbone}, f, indent=2)
+  return export_dir
