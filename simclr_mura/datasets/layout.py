@@ -1,0 +1,54 @@
+"""Fixed names of the MURA v1.1 release and of this package's TFDS configs.
+
+Sources: the contract (`shared/CONTRACT.md` section 2) for config, feature and split names; the MURA v1.1 release
+(`shared/REFERENCE.md` section 2) for the on-disk layout and CSV names.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+# The seven MURA study types, in the contract's ClassLabel order.
+STUDY_TYPES: tuple[str, ...] = ("elbow", "finger", "forearm", "hand", "humerus", "shoulder", "wrist")
+LABELS: tuple[str, ...] = ("normal", "abnormal")  # positive folder = abnormal = 1
+
+# Config name -> the study types it holds.
+CONFIGS: dict[str, tuple[str, ...]] = {
+    **{t: (t,) for t in STUDY_TYPES},
+    "elbow_hand_shoulder": ("elbow", "hand", "shoulder"),
+    "all": STUDY_TYPES,
+}
+
+SPLITS: tuple[str, ...] = ("train", "validation", "test", "train_10pct", "train_1pct")
+
+# On-disk layout: MURA-v1.1/{train,valid}/XR_<TYPE>/patientNNNNN/studyK_{positive,negative}/imageM.png
+ROOT_NAME = "MURA-v1.1"
+OFFICIAL_SPLITS: tuple[str, ...] = ("train", "valid")
+MAX_IMAGE_SIDE = 4096  # MURA images are at most 512 px a side; anything far larger is rejected as absurd.
+
+
+def image_paths_csv(official_split: str) -> str:
+  """`train_image_paths.csv` / `valid_image_paths.csv`: one `MURA-v1.1/...png` path per line, no header."""
+  return f"{official_split}_image_paths.csv"
+
+
+def labeled_studies_csv(official_split: str) -> str:
+  """`train_labeled_studies.csv` / `valid_labeled_studies.csv`: `MURA-v1.1/.../studyK_x/,label`, no header."""
+  return f"{official_split}_labeled_studies.csv"
+
+
+def type_folder(study_type: str) -> str:
+  """`elbow` -> `XR_ELBOW`."""
+  return "XR_" + study_type.upper()
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageRecord:
+  """One listed image, parsed and validated; `path` is absolute, the ids are exactly as in the CSVs."""
+  image_id: str  # e.g. MURA-v1.1/train/XR_ELBOW/patient00011/study1_negative/image1.png
+  study_id: str  # e.g. MURA-v1.1/train/XR_ELBOW/patient00011/study1_negative
+  patient_id: str  # e.g. patient00011
+  study_type: str  # e.g. elbow
+  label: int  # 0 normal, 1 abnormal
+  official_split: str  # train | valid
+  path: str
+  passthrough: bool = True  # already an 8-bit grayscale PNG: its bytes are stored unchanged
