@@ -28,25 +28,25 @@ def split_cpu(replicas: int) -> None:
 
 def make_strategy(config: Config) -> tf.distribute.Strategy:
   """The strategy `config.strategy` names (contract section 3: `auto` = TPU, else all GPUs, else one device)."""
-  if config.cpu_replicas > 1:
-    split_cpu(config.cpu_replicas)
   name = config.strategy
-  gpus = tf.config.list_logical_devices("GPU")
   if name == "auto":
+    # physical devices: listing them does not initialise TensorFlow's context (multi-worker must come first).
     if config.use_tpu:
       name = "tpu"
-    elif gpus or config.cpu_replicas > 1:
+    elif tf.config.list_physical_devices("GPU") or config.cpu_replicas > 1:
       name = "mirrored"
     else:
       name = "one_device"
-
+  if name == "multi_worker":  # collective ops must be configured before anything initialises the context
+    return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=_cluster_resolver())
   if name == "tpu":
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=config.tpu_name or "")
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)
-  if name == "multi_worker":
-    return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=_cluster_resolver())
+  if config.cpu_replicas > 1:
+    split_cpu(config.cpu_replicas)
+  gpus = tf.config.list_logical_devices("GPU")
   if name == "mirrored":
     # Each MirroredStrategy in one process starts its collective keys at the same base; runs made one after another
     # in one process (the study runner) would collide, so give each a fresh range (as TensorFlow's own tests do).
@@ -76,7 +76,7 @@ def _cluster_resolver() -> tf.distribute.cluster_resolver.ClusterResolver:
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
   """Whether this process writes checkpoints, summaries and results (the chief, or worker 0 without a chief)."""
   resolver = getattr(strategy, "cluster_resolver", None)
-  if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+  if resolver is None or not is_multi_worker(strategy):
     return True
   task_type, task_id = resolver.task_type, resolver.task_id
   return task_type is None or task_type == "chief" or (task_type == "worker" and task_id == 0
@@ -94,3 +94,14 @@ def set_up_runtime(config: Config) -> None:
   if config.deterministic:
     tf.config.experimental.enable_op_determinism()
   keras.mixed_precision.set_global_policy("float32" if config.mixed_precision == "none" else config.mixed_precision)
+
+
+def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
+  # tf.distribute.MultiWorkerMirroredStrategy(...) returns an instance of TF's CollectiveAllReduceStrategy class.
+  return any(c.__name__ in ("MultiWorkerMirroredStrategy", "CollectiveAllReduceStrategy")
+             for c in type(strategy).__mro__)
+
+
+def describe(strategy: tf.distribute.Strategy) -> str:
+  """The strategy's public name (the class behind MultiWorkerMirroredStrategy carries an internal name)."""
+  return "MultiWorkerMirroredStrategy" if is_multi_worker(strategy) else type(strategy).__name__

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import weakref
 
 import keras
 import numpy as np
@@ -17,12 +18,7 @@ from simclr_mura.metrics import evaluate_predictions
 def predict(model: keras.Model, strategy: tf.distribute.Strategy, data: EvalData) -> pd.DataFrame:
   """The split's metadata with a `probability` column (softmax probability of abnormal), one row per image."""
   dataset = strategy.distribute_datasets_from_function(data.input_fn)
-
-  @tf.function
-  def step(images, index, valid):
-    _, logits = model(images, training=False)
-    return index, tf.nn.softmax(tf.cast(logits, tf.float32))[:, 1], valid
-
+  step = _predict_step(model)
   indices, probabilities, valids = [], [], []
   for images, index, valid in dataset:
     outputs = strategy.run(step, args=(images, index, valid))
@@ -39,6 +35,20 @@ def predict(model: keras.Model, strategy: tf.distribute.Strategy, data: EvalData
   out = data.metadata.copy()
   out["probability"] = scored
   return out
+
+
+_PREDICT_STEPS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _predict_step(model: keras.Model):
+  """One traced prediction function per model (validation runs every epoch: don't retrace each time)."""
+  if model not in _PREDICT_STEPS:
+    @tf.function
+    def step(images, index, valid):
+      _, logits = model(images, training=False)
+      return index, tf.nn.softmax(tf.cast(logits, tf.float32))[:, 1], valid
+    _PREDICT_STEPS[model] = step
+  return _PREDICT_STEPS[model]
 
 
 def log_loss(predictions: pd.DataFrame) -> float:

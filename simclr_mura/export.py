@@ -17,8 +17,12 @@ from simclr_mura.config import Config
 PREPROCESSING_FILE = "preprocessing.json"
 
 
-def export_model(model: keras.Model, config: Config, export_dir: str) -> str:
-  """Writes the SavedModel and its preprocessing record; returns `export_dir`."""
+def export_model(model: keras.Model, config: Config, export_dir: str, global_step: int) -> str:
+  """Writes the SavedModel and its preprocessing record; returns `export_dir`.
+
+  After `train_then_eval` the model holds the evaluated (selected) checkpoint's weights, so the export is the model
+  that `result.json` describes.
+  """
   size = config.image_size
 
   class Exported(tf.Module):
@@ -34,7 +38,8 @@ def export_model(model: keras.Model, config: Config, export_dir: str) -> str:
   module = Exported()
   tf.saved_model.save(module, export_dir, signatures={"serving_default": module.serve})
   with tf.io.gfile.GFile(os.path.join(export_dir, PREPROCESSING_FILE), "w") as f:
-    json.dump({"image_size": size, "channels": 1, "value_range": [0.0, 1.0], "eval_center_crop": 0.875,
+    json.dump({"image_size": size, "channels": 1, "value_range": [0.0, 1.0], "center_crop": size > 32,
+               "center_crop_proportion": 0.875, "global_step": global_step,
                "threshold": config.threshold, "dataset": config.dataset, "train_mode": config.train_mode,
                "backbone": config.backbone}, f, indent=2)
   return export_dir

@@ -86,16 +86,9 @@ def _maybe_shard(ds: tf.data.Dataset, input_context: tf.distribute.InputContext 
   return ds
 
 
-def train_input_fn(builder: tfds.core.DatasetBuilder, config: Config, split: str, pretrain: bool,
-                   global_batch_size: int, seed: int | None = None
-                   ) -> Callable[[tf.distribute.InputContext | None], tf.data.Dataset]:
-  """`input_fn(input_context)` yielding per-replica batches of `(images, labels)` forever.
-
-  Pretraining images are two independently augmented views stacked on the channel axis ([B, H, W, 2]); supervised
-  images are one view ([B, H, W, 1]) with crop and flip only (SimCLR: fine-tuning uses crop and flip).
-  """
+def train_preprocess(config: Config, pretrain: bool) -> Callable[[dict], tuple[tf.Tensor, tf.Tensor]]:
+  """Maps a TFDS example to (images, label) as the trainer sees it on the host (blur comes later, on the device)."""
   size = config.image_size
-  seed = config.seed if seed is None else seed
 
   def view(image: tf.Tensor) -> tf.Tensor:
     return augment.preprocess_for_train(
@@ -107,6 +100,28 @@ def train_input_fn(builder: tfds.core.DatasetBuilder, config: Config, split: str
     if pretrain:
       return tf.concat([view(image), view(image)], axis=-1), example["label"]
     return view(image), example["label"]
+
+  return preprocess
+
+
+def sample_views(builder: tfds.core.DatasetBuilder, config: Config, split: str, pretrain: bool,
+                 count: int = 8) -> np.ndarray:
+  """A few training images as augmented for training (for TensorBoard), without touching the training pipeline."""
+  ds = builder.as_dataset(split=split, shuffle_files=False).take(count)
+  images, _ = next(iter(ds.map(train_preprocess(config, pretrain)).batch(count)))
+  return images.numpy()
+
+
+def train_input_fn(builder: tfds.core.DatasetBuilder, config: Config, split: str, pretrain: bool,
+                   global_batch_size: int, seed: int | None = None
+                   ) -> Callable[[tf.distribute.InputContext | None], tf.data.Dataset]:
+  """`input_fn(input_context)` yielding per-replica batches of `(images, labels)` forever.
+
+  Pretraining images are two independently augmented views stacked on the channel axis ([B, H, W, 2]); supervised
+  images are one view ([B, H, W, 1]) with crop and flip only (SimCLR: fine-tuning uses crop and flip).
+  """
+  seed = config.seed if seed is None else seed
+  preprocess = train_preprocess(config, pretrain)
 
   def input_fn(input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
     batch = input_context.get_per_replica_batch_size(global_batch_size) if input_context else global_batch_size

@@ -54,7 +54,7 @@ def predict_paths(model_dir: str, paths: list[str], threshold: float | None = No
     try:
       data = tf.io.read_file(path)
       image = tf.io.decode_png(data, channels=1)
-      batch.append(augment.preprocess_for_eval(augment.to_float(image), size, size))
+      batch.append(augment.preprocess_for_eval(augment.to_float(image), size, size, crop=prep["center_crop"]))
       rows.append({"image": path, "study": study})
     except (tf.errors.OpError, ValueError) as e:
       errors.append(f"{path}: not a readable PNG ({str(e).splitlines()[0][:120]})")

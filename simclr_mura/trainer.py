@@ -57,8 +57,10 @@ def run(config: Config) -> dict | None:
   result = None
   if config.mode in ("train", "train_then_eval"):
     train(job)
-  if config.mode == "train_then_eval":
-    result = evaluate_selected(job)
+    if config.mode == "train_then_eval":
+      result = evaluate_selected(job)  # leaves the selected checkpoint's weights in the model
+    if job.chief:
+      export_model(job.model, config, os.path.join(config.model_dir, "export"), int(job.global_step.numpy()))
   elif config.mode == "eval":
     result = continuous_eval(job)
   job.checkpointer.cleanup()
@@ -70,8 +72,6 @@ def _check_config(config: Config) -> None:
     raise UserError("--model_dir is required")
   if config.train_mode == "pretrain" and config.backbone != "resnet":
     raise UserError(f"--backbone={config.backbone} is for supervised runs; pretraining uses --backbone=resnet")
-  if config.train_mode == "pretrain" and config.proj_head_mode == "none" and config.hidden_norm is False:
-    pass  # allowed: raw encoder features in the loss
   if config.train_batch_size < 1 or config.eval_batch_size < 1:
     raise UserError("--train_batch_size and --eval_batch_size must be positive")
   if not 0.0 <= config.threshold <= 1.0:
@@ -158,7 +158,7 @@ def train(job: Run) -> None:
 
   writer = _writer(job, "train")
   if job.chief and start == 0:
-    _log_views(job, input_fn, writer)
+    _log_views(job, writer)
   validation = None
   if not pretrain:
     validation = input_pipeline.eval_data(job.builder, config, config.validation_split, config.eval_batch_size)
@@ -170,7 +170,7 @@ def train(job: Run) -> None:
 
   replicas = strategy.num_replicas_in_sync
   print(f"{config.train_mode} on {config.dataset} {config.train_split}: {job.num_train_examples} images, "
-        f"global batch {config.train_batch_size} on {replicas} replica(s) ({type(strategy).__name__}), "
+        f"global batch {config.train_batch_size} on {replicas} replica(s) ({distribute.describe(strategy)}), "
         f"steps {start}->{job.total_steps} ({job.epoch_steps} per epoch)")
   progress = keras.utils.Progbar(job.total_steps, stateful_metrics=list(names) + ["learning_rate"],
                                  verbose=1 if job.chief else 0)
@@ -202,8 +202,6 @@ def train(job: Run) -> None:
     if step % job.checkpoint_steps == 0 or step == job.total_steps:
       job.checkpointer.save(step)
   writer.flush()
-  if job.chief:
-    export_model(model, config, os.path.join(config.model_dir, "export"))
   print(f"Trained to step {step}; checkpoints in {config.model_dir}")
 
 
@@ -240,13 +238,13 @@ class _Plateau:
       print(f"\nValidation loss plateaued: learning rate -> {float(self.optimizer.learning_rate):.3g}")
 
 
-def _log_views(job: Run, input_fn, writer: tf.summary.SummaryWriter) -> None:
-  """A grid of the first training images (pairs of augmented views when pretraining) for TensorBoard."""
-  images, _ = next(iter(input_fn(None).take(1)))
-  images = images[:8]
-  if job.config.train_mode == "pretrain":
-    images = tf.concat(tf.split(images, 2, axis=-1), axis=2)  # view 1 | view 2 side by side
-  summaries.image_grid_summary(writer, "train/augmented_views", images.numpy(), 0)
+def _log_views(job: Run, writer: tf.summary.SummaryWriter) -> None:
+  """A grid of training images as the model sees them (pairs of augmented views when pretraining) for TensorBoard."""
+  pretrain = job.config.train_mode == "pretrain"
+  images = input_pipeline.sample_views(job.builder, job.config, job.config.train_split, pretrain)
+  if pretrain:
+    images = np.concatenate(np.split(images, 2, axis=-1), axis=2)  # view 1 | view 2 side by side
+  summaries.image_grid_summary(writer, "augmented_views", images, 0)
 
 
 def evaluate_checkpoint(job: Run, prefix: str | None, split: str) -> dict:
