@@ -65,7 +65,7 @@ def gradcam_grid(model_dir: str, out_png: str, per_outcome: int = 3) -> str:
   for example in builder.as_dataset(split="test").as_numpy_iterator():
     image_id = example["image_id"].decode()
     if image_id in wanted:
-      images[image_id] = augment.preprocess_for_eval(augment.to_float(example["image"]), config.image_size,
+      images[image_id] = augment.preprocess_for_eval(augment.to_float(tf.constant(example["image"])), config.image_size,
                                                      config.image_size, crop=config.image_size > 32).numpy()
 
   columns = max(per_outcome, 1)
@@ -82,8 +82,11 @@ def gradcam_grid(model_dir: str, out_png: str, per_outcome: int = 3) -> str:
         ax.imshow(batch[col][..., 0], cmap="gray", vmin=0, vmax=1)
         ax.imshow(cams[col], cmap="jet", alpha=0.35, vmin=0, vmax=1)
         ax.set_title(f"{name}  p={rows['probability'].iloc[col]:.2f}", fontsize=8)
-      elif col == 0:
-        ax.text(0.5, 0.5, f"no {name}", ha="center", va="center", transform=ax.transAxes)
+      else:
+        for spine in ax.spines.values():
+          spine.set_visible(False)
+        if col == 0:
+          ax.text(0.5, 0.5, f"no {name}", ha="center", va="center", transform=ax.transAxes)
       if col == 0:
         ax.set_ylabel({"TP": "true positive", "TN": "true negative", "FP": "false positive",
                        "FN": "false negative"}[name], fontsize=9)

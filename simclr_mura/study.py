@@ -30,37 +30,57 @@ class Arm:
 
 
 def arms(preset: str) -> list[Arm]:
-  """The contract's arms (section 6), in the order they run (pretraining first: the SimCLR arms need it)."""
-  quick = preset == "quick"
-  q = [f"--flagfile={FLAGS_DIR}/quick.cfg"] if quick else []
-  f = lambda name: f"--flagfile={FLAGS_DIR}/{name}.cfg"  # noqa: E731
-  out = [Arm("simclr_pretrain", (f("pretrain"), *q, *([f"--flagfile={FLAGS_DIR}/quick_pretrain.cfg"] if quick else []),
-                                 "--mode=train", "--train_split=train"), evaluated=False),
-         Arm("simclr_linear", (f("linear_eval"), *q, "--checkpoint={pretrain}", "--train_split=train"))]
+  """The contract's arms (section 6), in the order they run (pretraining first: the SimCLR arms need it).
+
+  `paper`: the arm's flagfile (flags/<arm>.cfg). `quick`: flags/quick.cfg, then the arm's flagfile, then its quick
+  variant (flags/quick_<arm>.cfg), so the quick run keeps the arm's recipe but CPU-sized.
+  """
+  def flagfiles(name: str) -> tuple[str, ...]:
+    if preset == "paper":
+      return (f"--flagfile={FLAGS_DIR}/{name}.cfg",)
+    files = [f"{FLAGS_DIR}/quick.cfg"]
+    if name != "pretrain":
+      files += [f"{FLAGS_DIR}/{name}.cfg", f"{FLAGS_DIR}/quick_{name}.cfg"]
+    if preset == "tiny":  # for tests: a few steps per arm
+      files.append(f"{FLAGS_DIR}/tiny.cfg")
+    return tuple(f"--flagfile={f}" for f in files)
+
+  # Pretraining uses no labels: no linear probe on the side (its head would carry all of train's labels into the
+  # 1% and 10% fine-tuning arms that restore it).
+  out = [Arm("simclr_pretrain", (*flagfiles("pretrain"), "--mode=train", "--train_split=train",
+                                 "--lineareval_while_pretraining=false"), evaluated=False),
+         Arm("simclr_linear", (*flagfiles("linear_eval"), "--checkpoint={pretrain}", "--train_split=train"))]
   for fraction, split in FRACTIONS.items():
-    out.append(Arm(f"simclr_finetune_{fraction}", (f("finetune"), *q, "--checkpoint={pretrain}",
-                                                   f"--train_split={split}", *_epochs(fraction, quick))))
+    out.append(Arm(f"simclr_finetune_{fraction}", (*flagfiles("finetune"), "--checkpoint={pretrain}",
+                                                   f"--train_split={split}", *_epochs(fraction, preset))))
   for fraction, split in FRACTIONS.items():
     # The like-for-like control: the same ResNet and recipe as fine-tuning, from random initialisation.
-    out.append(Arm(f"scratch_{fraction}", (f("finetune"), *q, f"--train_split={split}", *_epochs(fraction, quick))))
-  out.append(Arm("baseline", (f("baseline"), *q, *([f"--flagfile={FLAGS_DIR}/quick_baseline.cfg"] if quick else []),
-                              "--train_split=train")))
+    out.append(Arm(f"scratch_{fraction}", (*flagfiles("finetune"), f"--train_split={split}",
+                                           *_epochs(fraction, preset))))
+  out.append(Arm("baseline", (*flagfiles("baseline"), "--train_split=train")))
   return out
 
 
-def _epochs(fraction: str, quick: bool) -> list[str]:
-  """SimCLRv2 fine-tunes longer on smaller label fractions (60 epochs on 1%, 30 on 10%; arXiv 2006.10029)."""
-  if quick:
-    return [f"--train_epochs={ {'1pct': 60, '10pct': 20, '100pct': 8}[fraction] }"]
-  return [f"--train_epochs={ {'1pct': 60, '10pct': 30, '100pct': 30}[fraction] }"]
+def _epochs(fraction: str, preset: str) -> list[str]:
+  """Fewer labels, more epochs (SimCLRv2 fine-tunes 60 epochs on 1% and 30 on 10% of ImageNet, arXiv 2006.10029).
+
+  The quick preset's 1% and 10% subsets hold a handful to a few dozen images, fewer than one batch: by epochs they
+  would get 3 steps, so they get a fixed number of steps instead (the same for the SimCLR and scratch arms).
+  """
+  if preset == "quick" and fraction != "100pct":
+    return [f"--train_steps={ {'1pct': 30, '10pct': 40}[fraction] }", "--checkpoint_steps=10"]
+  epochs = {"quick": {"100pct": 10}, "tiny": {"1pct": 1, "10pct": 1, "100pct": 1},
+            "paper": {"1pct": 60, "10pct": 30, "100pct": 30}}[preset][fraction]
+  return [f"--train_epochs={epochs}"]
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
   parser = argparse.ArgumentParser(prog="./run.sh", description="Runs the whole MURA SimCLR study and its report.")
   parser.add_argument("--mura_dir", help="folder holding MURA-v1.1/ (real data); default: the synthetic twin")
   parser.add_argument("--parts", default="elbow,hand,shoulder", help="comma-separated body parts")
-  parser.add_argument("--preset", choices=("quick", "paper"), help="quick (CPU-sized, default on synthetic data) or "
-                      "paper (the real study on one GPU, default with --mura_dir)")
+  parser.add_argument("--preset", choices=("quick", "paper", "tiny"), help="quick (CPU-sized, default on synthetic "
+                      "data), paper (the real study on one GPU, default with --mura_dir) or tiny (seconds per arm, "
+                      "for tests)")
   parser.add_argument("--out", help="study folder (default runs/<dataset>_<preset>)")
   parser.add_argument("--data_dir", default=os.path.join(REPO, "data", "tfds"), help="prepared TFDS datasets")
   args = parser.parse_args(argv)
@@ -94,8 +114,12 @@ def _fmt(seconds: float) -> str:
 def run_study(args: argparse.Namespace) -> int:
   import keras
 
+  from absl import logging
+
   from simclr_mura import flags as trainer_flags
   from simclr_mura import report, trainer
+
+  logging.set_verbosity(logging.WARNING)
 
   plan = [(part, arm) for part in args.parts for arm in arms(args.preset)]
   os.makedirs(args.out, exist_ok=True)
@@ -119,10 +143,7 @@ def run_study(args: argparse.Namespace) -> int:
     with open(os.path.join(model_dir, DONE_FILE), "w") as f:
       json.dump({"seconds": durations[-1], "argv": argv}, f, indent=2)
   print(f"\nAll runs finished in {_fmt(time.time() - start)}; writing the report.")
-  outputs = report.build_report(args.out)
-  print(outputs.get("table", ""))
-  print(f"\nReport: {os.path.join(args.out, 'report', 'results.md')}")
-  return 0
+  return report.run([f"--study={args.out}"])
 
 
 def run(argv: list[str] | None = None) -> int:

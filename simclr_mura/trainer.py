@@ -59,7 +59,7 @@ def run(config: Config) -> dict | None:
     train(job)
     if config.mode == "train_then_eval":
       result = evaluate_selected(job)  # leaves the selected checkpoint's weights in the model
-    if job.chief:
+    if job.chief and job.model.supervised_head is not None:  # a pretraining run without a probe has no classifier
       export_model(job.model, config, os.path.join(config.model_dir, "export"), int(job.global_step.numpy()))
   elif config.mode == "eval":
     result = continuous_eval(job)
@@ -87,7 +87,7 @@ def _set_up(config: Config, strategy: tf.distribute.Strategy, builder) -> Run:
   for split in {config.eval_split, config.validation_split} if config.mode != "train" or \
       config.train_mode == "finetune" else {config.eval_split}:
     input_pipeline.validate_split(builder, split)
-  if config.train_mode == "finetune" and config.eval_split == "test" and config.validation_split == "test":
+  if config.train_mode == "finetune" and "test" in config.validation_split:
     raise UserError("--validation_split=test would choose the model on the test split; use validation")
   pretrained = checkpoints.resolve(config.checkpoint) if config.checkpoint else None
   if config.global_bn is False and config.train_mode == "pretrain" and strategy.num_replicas_in_sync > 1:
