@@ -241,14 +241,11 @@ def _safe_flags(model_dir: str) -> Dict[str, Any]:
 
 
 def explore_targets(builder: str, parts: Sequence[str]) -> List[Tuple[str, str]]:
-  """[(dataset, sub-folder)]: the one config covering exactly the study's parts, else one call per part."""
+  """[(dataset, sub-folder)]: one call per body part, on the per-part datasets the arms were trained on (already
+  prepared: a combined config such as elbow_hand_shoulder would be built again from scratch just for its tables)."""
   parts = list(parts)
   if len(parts) == 1:
     return [(f"{builder}/{parts[0]}", "")]
-  if set(parts) == {"elbow", "hand", "shoulder"}:
-    return [(f"{builder}/elbow_hand_shoulder", "")]
-  if set(parts) == set(STUDY_TYPES):
-    return [(f"{builder}/all", "")]
   return [(f"{builder}/{p}", p) for p in parts]
 
 

@@ -128,18 +128,23 @@ def roster(seed: int = 0, scale: float = 0.1) -> list[Study]:
 def _finding_params(study_type: str, rng: np.random.Generator) -> dict:
   kind = FINDINGS[rng.choice(len(FINDINGS), p=np.array(FINDING_WEIGHTS[study_type]) / sum(FINDING_WEIGHTS[study_type]))]
   return {
-      "kind": kind, "target": rng.random(), "t": rng.uniform(0.22, 0.78),
-      # fracture: obliquity, gap, sideways shift (in bone radii), angulation, shortening (in bone radii), swelling
-      "obl": rng.uniform(-0.9, 0.9), "gap": rng.uniform(0.015, 0.05), "shift": rng.uniform(1.5, 3.0) * rng.choice([-1, 1]),
-      "angle": rng.uniform(0.15, 0.45) * rng.choice([-1, 1]), "shortening": rng.uniform(-0.3, 1.5),
-      "swelling": rng.uniform(0.5, 1.0),
+      # where: which target bone (fraction of the list) and where along it (fraction of the stretch near mid-film)
+      "kind": kind, "target": rng.random(), "t": rng.random(),
+      # fracture: obliquity, gap, sideways shift (in bone radii), angulation, shortening (in bone radii), swelling,
+      # and for a healing fracture (about half) a bright callus cloud around the break
+      "obl": rng.uniform(-0.9, 0.9), "gap": rng.uniform(0.03, 0.07), "shift": rng.uniform(1.5, 3.0) * rng.choice([-1, 1]),
+      "angle": rng.uniform(0.2, 0.5) * rng.choice([-1, 1]), "shortening": rng.uniform(-0.3, 1.5),
+      "swelling": rng.uniform(0.6, 1.2), "callus": rng.choice([0.0, rng.uniform(0.35, 0.8)]),
+      "callus_len": rng.uniform(2.5, 4.0),
       # hardware: plate + screws, crossed wires or lone screws
       "hardware": rng.choice(["plate", "plate", "wires", "screws"]), "plate_len": rng.uniform(0.35, 0.7),
       "screws": int(rng.integers(3, 7)), "side": rng.choice([-1, 1]), "plate_w": rng.uniform(0.5, 0.8),
       "wire_angle": rng.uniform(0.3, 0.7), "wire_w": rng.uniform(0.014, 0.022),
-      # lytic lesion: size (in bone radii), elongation, depth, sclerotic rim
-      "size": rng.uniform(1.6, 2.8), "elong": rng.uniform(1.0, 1.8), "depth": rng.uniform(0.75, 0.98),
-      "rim": rng.choice([0.0, rng.uniform(0.2, 0.5)]), "mass": rng.uniform(0.0, 0.6),
+      # lytic lesion: size (in bone radii), elongation, depth, sclerotic rim, soft-tissue mass, and for about half an
+      # expansile lesion (the cortex bulges into a thin bright shell around the lucency)
+      "size": rng.uniform(2.2, 3.4), "elong": rng.uniform(1.0, 1.8), "depth": rng.uniform(0.85, 1.0),
+      "rim": rng.choice([0.0, rng.uniform(0.3, 0.6)]), "mass": rng.uniform(0.0, 0.7),
+      "expand": rng.choice([0.0, rng.uniform(1.5, 2.2)]),
       # shoulder dislocation: the humeral head leaves the glenoid (anterior-inferior)
       "dislocate": (rng.uniform(0.2, 0.45), rng.uniform(0.3, 0.55)),
   }
@@ -149,24 +154,48 @@ def _point_on(bone: xray.Bone, t: float) -> tuple[float, float]:
   return bone.p0[0] + (bone.p1[0] - bone.p0[0]) * t, bone.p0[1] + (bone.p1[1] - bone.p0[1]) * t
 
 
-def _apply_finding(shapes: list, targets: list[int], f: dict, inside: Callable[[tuple], bool] = lambda p: True
+def _site(shapes: list, targets: list[int], f: dict, inside: Callable[..., bool]) -> tuple[int, float]:
+  """Where the finding goes: a target bone and a position t along it, preferring sites near the middle of the film.
+
+  Sites in the central part of the film (where the radiographer centres the injury, and where the crops of training
+  and evaluation keep it) come first; failing those, any site on the film; failing that, anywhere on a target bone.
+  """
+  grid = np.linspace(0.12, 0.88, 39)
+  for margin in (0.2, 0.08, None):
+    sites = {i: [t for t in grid if margin is None or inside(_point_on(shapes[i], t), margin)] for i in targets}
+    ok = [i for i in targets if sites[i]]
+    if ok:
+      i = ok[min(int(f["target"] * len(ok)), len(ok) - 1)]
+      ts = sites[i]
+      return i, float(ts[min(int(f["t"] * len(ts)), len(ts) - 1)])
+  raise ValueError("no target bones")
+
+
+def _apply_finding(shapes: list, targets: list[int], f: dict, inside: Callable[..., bool] = lambda p, margin: True
                    ) -> None:
-  """Puts the finding on one of the target bones, preferring those whose finding site is on the film."""
-  targets = [i for i in targets if inside(_point_on(shapes[i], f["t"]))] or targets
-  bone = shapes[targets[min(int(f["target"] * len(targets)), len(targets) - 1)]]
+  """Puts the finding on one of the target bones, preferring sites near the middle of the film."""
+  i, t = _site(shapes, targets, f, inside)
+  bone = shapes[i]
   ax, ay, length = xray.axis(bone)
   nx, ny = -ay, ax
-  px, py = bone.p0[0] + ax * f["t"] * length, bone.p0[1] + ay * f["t"] * length
+  px, py = bone.p0[0] + ax * t * length, bone.p0[1] + ay * t * length
   r = bone.r
   axis_angle = math.atan2(ay, ax)
   if f["kind"] == "fracture":
-    bone.fracture = (f["t"], f["obl"], f["gap"], f["shift"] * r, f["angle"], f["shortening"] * r)
+    bone.fracture = (t, f["obl"], f["gap"], f["shift"] * r, f["angle"], f["shortening"] * r)
     swell = max(4.5 * r, 0.22)  # soft-tissue swelling around the break
     shapes.insert(0, xray.Soft((px - ax * swell, py - ay * swell), (px + ax * swell, py + ay * swell), swell,
                                f["swelling"], additive=True))
+    if f["callus"] > 0:  # healing: a fusiform cloud of new bone bridging the break
+      shapes.append(xray.Blob((px, py), max(f["callus_len"] * r, 0.1), max(2.2 * r, 0.06), axis_angle, cortex=1.0,
+                              density=f["callus"]))
   elif f["kind"] == "lesion":
-    size = max(f["size"] * r, 0.09)
-    shapes.append(xray.Lesion((px, py), size * f["elong"], size * 0.8, axis_angle, f["depth"], f["rim"]))
+    size = max(f["size"] * r, 0.12)
+    rx, ry = size * f["elong"], size * 0.8
+    if f["expand"] > 0:  # expansile: a thin bony shell bulging past the cortex (the lesion hollows its inside)
+      shapes.append(xray.Blob((px, py), rx * 1.12, max(ry * 1.12, f["expand"] * r), axis_angle, cortex=0.14,
+                              density=0.9))
+    shapes.append(xray.Lesion((px, py), rx, ry, axis_angle, f["depth"], f["rim"]))
     if f["mass"] > 0.25:  # an aggressive lesion with a soft-tissue mass
       shapes.insert(0, xray.Soft((px, py), (px, py), size * 1.8, f["mass"], additive=True))
   elif f["kind"] == "hardware":
@@ -242,7 +271,7 @@ def render_image(study: Study, index: int, seed: int = 0) -> tuple[np.ndarray, b
   affine = xray.Affine(scale=fill * rh / h, theta=theta, flip=1.0 if side == "R" else -1.0,
                        cx=rw * irng.uniform(0.4, 0.6), cy=rh * irng.uniform(0.4, 0.6))
   if visible and finding["kind"] != "dislocation":
-    def inside(p, margin=0.08):
+    def inside(p, margin):
       x, y = affine.to_pixel(p)
       return margin * rw < x < (1 - margin) * rw and margin * rh < y < (1 - margin) * rh
     _apply_finding(shapes, targets, finding, inside)
