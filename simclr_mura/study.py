@@ -68,7 +68,7 @@ def _epochs(fraction: str, preset: str) -> list[str]:
   would get 3 steps, so they get a fixed number of steps instead (the same for the SimCLR and scratch arms).
   """
   if preset == "quick" and fraction != "100pct":
-    return [f"--train_steps={ {'1pct': 30, '10pct': 40}[fraction] }", "--checkpoint_steps=10"]
+    return [f"--train_steps={ {'1pct': 20, '10pct': 30}[fraction] }", "--checkpoint_steps=10"]
   epochs = {"quick": {"100pct": 10}, "tiny": {"1pct": 1, "10pct": 1, "100pct": 1},
             "paper": {"1pct": 60, "10pct": 30, "100pct": 30}}[preset][fraction]
   return [f"--train_epochs={epochs}"]

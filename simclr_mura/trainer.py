@@ -56,9 +56,12 @@ def run(config: Config) -> dict | None:
   job = _set_up(config, strategy, builder)
   result = None
   if config.mode in ("train", "train_then_eval"):
-    train(job)
+    final = {f"train/{k}": v for k, v in train(job).items()}
     if config.mode == "train_then_eval":
       result = evaluate_selected(job)  # leaves the selected checkpoint's weights in the model
+      final.update(_final_metrics(result) if result else {})
+    if job.chief and final:  # the HParams dashboard compares runs (the arms of a study) side by side
+      summaries.log_hparams(config.model_dir, _hparams(config), final)
     if job.chief and job.model.supervised_head is not None:  # a pretraining run without a probe has no classifier
       export_model(job.model, config, os.path.join(config.model_dir, "export"), int(job.global_step.numpy()))
   elif config.mode == "eval":
@@ -124,8 +127,11 @@ def _writer(job: Run, name: str) -> tf.summary.SummaryWriter:
   return tf.summary.create_noop_writer()
 
 
-def train(job: Run) -> None:
-  """Trains until `total_steps`, resuming from the latest checkpoint; checkpoints every `checkpoint_steps`."""
+def train(job: Run) -> dict:
+  """Trains until `total_steps`, resuming from the latest checkpoint; checkpoints every `checkpoint_steps`.
+
+  Returns the last logged training metrics (empty when the run had already finished).
+  """
   config, strategy, model = job.config, job.strategy, job.model
   pretrain = config.train_mode == "pretrain"
   tf.io.gfile.makedirs(config.model_dir)
@@ -134,7 +140,7 @@ def train(job: Run) -> None:
   start = int(job.global_step.numpy())
   if start >= job.total_steps:
     print(f"Already trained to step {start} of {job.total_steps}; nothing to do.")
-    return
+    return {}
 
   weights = None
   if not pretrain and config.class_weight == "balanced":
@@ -203,6 +209,7 @@ def train(job: Run) -> None:
       job.checkpointer.save(step)
   writer.flush()
   print(f"Trained to step {step}; checkpoints in {config.model_dir}")
+  return values
 
 
 def _best_score(config: Config) -> float:
@@ -257,7 +264,8 @@ def evaluate_checkpoint(job: Run, prefix: str | None, split: str) -> dict:
   if not job.chief:
     return {}
   result = evaluation.write_evaluation(predictions, job.config, split, step, _writer(job, "eval"))
-  summaries.log_hparams(job.config.model_dir, _hparams(job.config), _final_metrics(result))
+  if job.config.mode == "eval":
+    summaries.log_hparams(job.config.model_dir, _hparams(job.config), _final_metrics(result))
   _print_result(result)
   return result
 

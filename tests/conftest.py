@@ -17,16 +17,18 @@ except RuntimeError:  # already initialised by an earlier import
 import pytest  # noqa: E402
 
 
-@pytest.fixture
-def fresh_collective_keys():
-  """Gives each MirroredStrategy a fresh range of collective keys.
+def two_cpu_strategy() -> tf.distribute.MirroredStrategy:
+  """MirroredStrategy on the two logical CPUs set up above, with collective keys of its own.
 
-  Strategies created in one process start their cross-replica op keys at the same number and collide ("Collective
-  instance 100 expected type 2 ... but got type 0"); TensorFlow's own tests bump the base the same way.
+  Every MirroredStrategy in a process starts its collective group/instance keys at the same numbers, so strategies
+  made by different tests collide at run time ("Collective instance 100 expected type ..."). TF's own test
+  combinations (strategy_combinations.py) bump this class attribute for each new strategy; so do we, before and
+  after, so that a later strategy made elsewhere does not reuse this one's keys either.
   """
   tf.distribute.MirroredStrategy._collective_key_base += 100000  # pylint: disable=protected-access
-  yield
+  strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
   tf.distribute.MirroredStrategy._collective_key_base += 100000  # pylint: disable=protected-access
+  return strategy
 
 
 import os as _os  # noqa: E402

@@ -10,22 +10,9 @@ import tensorflow as tf
 
 from simclr_mura.lars import LARS
 from simclr_mura.schedule import WarmUpAndCosineDecay
+from conftest import two_cpu_strategy
 
 SIMCLR_EXCLUDE = ["batch_norm", "bias", "head_supervised"]
-
-
-def _two_cpu_strategy():
-  """MirroredStrategy on the two logical CPUs of tests/conftest.py, with collective keys of its own.
-
-  Every MirroredStrategy in a process starts its collective group/instance keys at the same numbers, so strategies
-  made by different tests (or test files) collide at run time ("Collective instance 100 expected type ..."). TF's own
-  test combinations (strategy_combinations.py) bump this class attribute for each new strategy; so do we, before and
-  after, so that a later strategy made elsewhere does not reuse this one's keys either.
-  """
-  tf.distribute.MirroredStrategy._collective_key_base += 100000  # pylint: disable=protected-access
-  strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-  tf.distribute.MirroredStrategy._collective_key_base += 100000  # pylint: disable=protected-access
-  return strategy
 
 
 def _np_lars_step(w, g, v, lr, momentum, weight_decay, eeta, decay, adapt):
@@ -194,7 +181,7 @@ def test_model_with_batch_norm_in_tf_function_with_schedule():
 
 
 def test_two_cpu_replicas():
-  strategy = _two_cpu_strategy()
+  strategy = two_cpu_strategy()
   keras.utils.set_random_seed(4)
   exclude = ["batch_norm", r"bias$", "head_supervised"]  # anchored: per-replica names end in '/replica_1:0'
   with strategy.scope():

@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from simclr_mura import objective
+from conftest import two_cpu_strategy
 
 
 def _np_log_softmax(x):
@@ -123,23 +124,9 @@ def test_accuracy_on_real_loss_outputs():
   assert objective.contrast_accuracy(logits_ab, labels).numpy() == 1.0
 
 
-def _two_cpu_strategy():
-  """MirroredStrategy on the two logical CPUs of tests/conftest.py, with collective keys of its own.
-
-  Every MirroredStrategy in a process starts its collective group/instance keys at the same numbers, so strategies
-  made by different tests (or test files) collide at run time ("Collective instance 100 expected type ..."). TF's own
-  test combinations (strategy_combinations.py) bump this class attribute for each new strategy; so do we, before and
-  after, so that a later strategy made elsewhere does not reuse this one's keys either.
-  """
-  tf.distribute.MirroredStrategy._collective_key_base += 100000  # pylint: disable=protected-access
-  strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-  tf.distribute.MirroredStrategy._collective_key_base += 100000  # pylint: disable=protected-access
-  return strategy
-
-
 @pytest.mark.parametrize("hidden_norm", [True, False])
 def test_two_replicas_match_global_batch_and_gradients(hidden_norm):
-  strategy = _two_cpu_strategy()
+  strategy = two_cpu_strategy()
   num_replicas = strategy.num_replicas_in_sync
   assert num_replicas == 2
   rng = np.random.default_rng(4)
@@ -187,7 +174,7 @@ def test_two_replicas_match_global_batch_and_gradients(hidden_norm):
 
 
 def test_two_replicas_outside_strategy_run_raises():
-  strategy = _two_cpu_strategy()
+  strategy = two_cpu_strategy()
   with strategy.scope():
     with pytest.raises(ValueError, match="strategy.run"):
       objective.contrastive_loss(tf.zeros((4, 3)), strategy=strategy)

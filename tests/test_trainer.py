@@ -43,6 +43,8 @@ def test_pretrain_leaves_checkpoints_events_flags_and_export(synthetic_data_dir,
   assert SIMCLR_SCALARS <= set(scalars)
   assert [s for s, _ in scalars["contrast_loss"]] == [epoch, 2 * epoch, total]
   assert os.path.isfile(os.path.join(pretrained_dir, "export", "saved_model.pb"))
+  assert summaries.read_plugin_tags(pretrained_dir).get("_hparams_/session_start_info") == "hparams"
+  assert summaries.read_plugin_tags(os.path.join(pretrained_dir, "train"))["augmented_views"] == "images"
 
 
 def test_contrastive_loss_falls(synthetic_data_dir, tmp_path):
