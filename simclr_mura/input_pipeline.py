@@ -86,8 +86,13 @@ def _maybe_shard(ds: tf.data.Dataset, input_context: tf.distribute.InputContext 
   return ds
 
 
-def train_preprocess(config: Config, pretrain: bool) -> Callable[[dict], tuple[tf.Tensor, tf.Tensor]]:
-  """Maps a TFDS example to (images, label) as the trainer sees it on the host (blur comes later, on the device)."""
+def train_preprocess(config: Config, pretrain: bool,
+                     views_first: bool = False) -> Callable[[dict], tuple[tf.Tensor, tf.Tensor]]:
+  """Maps a TFDS example to (images, label) as the trainer sees it on the host (blur comes later, on the device).
+
+  views_first: pretraining views stacked as [2, H, W, 1] (a plain copy) rather than on the channel axis, [H, W, 2]
+  (an interleaving copy, dearer per image); `train_input_fn` moves them to the channel axis once per batch.
+  """
   size = config.image_size
 
   def view(image: tf.Tensor) -> tf.Tensor:
@@ -98,6 +103,8 @@ def train_preprocess(config: Config, pretrain: bool) -> Callable[[dict], tuple[t
   def preprocess(example: dict) -> tuple[tf.Tensor, tf.Tensor]:
     image = augment.to_float(example["image"])
     if pretrain:
+      if views_first:
+        return tf.stack([view(image), view(image)]), example["label"]
       return tf.concat([view(image), view(image)], axis=-1), example["label"]
     return view(image), example["label"]
 
@@ -121,7 +128,7 @@ def train_input_fn(builder: tfds.core.DatasetBuilder, config: Config, split: str
   images are one view ([B, H, W, 1]) with crop and flip only (SimCLR: fine-tuning uses crop and flip).
   """
   seed = config.seed if seed is None else seed
-  preprocess = train_preprocess(config, pretrain)
+  preprocess = train_preprocess(config, pretrain, views_first=pretrain)
 
   def input_fn(input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
     batch = input_context.get_per_replica_batch_size(global_batch_size) if input_context else global_batch_size
@@ -134,10 +141,16 @@ def train_input_fn(builder: tfds.core.DatasetBuilder, config: Config, split: str
     options.deterministic = config.deterministic
     ds = ds.with_options(options)
     ds = ds.shuffle(min(SHUFFLE_BUFFER, max(batch * 10, 1)), seed=seed, reshuffle_each_iteration=True).repeat()
-    ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE).batch(batch, drop_remainder=True)
+    if pretrain:  # [B, 2, H, W, 1] -> [B, H, W, 2], one transpose per batch (cheaper than a concat per image)
+      ds = ds.map(_views_to_channels, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
 
   return input_fn
+
+
+def _views_to_channels(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+  return tf.transpose(tf.squeeze(images, axis=-1), [0, 2, 3, 1]), labels
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,105 @@
+"""The benchmark CLI (contract section 7) in its tiny --quick configuration: JSON keys and types, not speed."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from simclr_mura import benchmark
+from simclr_mura.benchmarks import common
+from simclr_mura.benchmarks.train_step import GPU_SETTINGS, parse_setting
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MACHINE_KEYS = {"cpu_model": str, "cpu_count": int, "tensorflow": str, "keras": str}
+
+
+def _number(x) -> bool:
+  return isinstance(x, (int, float)) and not isinstance(x, bool) and x == x and x >= 0
+
+
+def _start(out_dir, *args) -> tuple[subprocess.Popen, str]:
+  os.makedirs(out_dir, exist_ok=True)
+  out = os.path.join(out_dir, "bench.json")
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+  proc = subprocess.Popen([sys.executable, "-m", "simclr_mura.benchmark", *args, f"--out={out}",
+                           f"--work_dir={os.path.join(out_dir, 'work')}"],
+                          cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  return proc, out
+
+
+def _finish(proc: subprocess.Popen, out: str) -> dict:
+  stdout, stderr = proc.communicate(timeout=300)
+  assert proc.returncode == 0, stderr[-3000:]
+  assert "figure" in stdout and "holds" in stdout  # the printed table
+  with open(out, encoding="utf-8") as f:
+    return json.load(f)
+
+
+def _check_machine(result: dict) -> None:
+  machine = result["machine"]
+  for key, kind in MACHINE_KEYS.items():
+    assert isinstance(machine[key], kind), key
+  assert "gpu" in machine and (machine["gpu"] is None or isinstance(machine["gpu"], str))
+
+
+def _check_cpu(result: dict, work_dir: str) -> None:
+  assert result["suite"] == "cpu"
+  _check_machine(result)
+  for key in benchmark.CPU_KEYS:
+    assert _number(result[key]), (key, result[key])
+  assert result["step_overhead_ratio"] > 0 and result["build_peak_rss_mib"] > 0
+  for key in benchmark.GPU_KEYS:
+    assert key not in result
+  details = result["details"]
+  assert details["build"]["images"] > 0 and details["build"]["examples_written"] >= details["build"]["images"]
+  assert _number(details["build"]["tree_peak_pss_mib"]) and _number(details["build"]["generate_seconds"])
+  assert details["pipeline"]["cores"] == common.cores_available()
+  assert details["step"]["views_per_step"] == 2 * details["step"]["batch_size"]
+  assert set(details["step"]["profile"]["by_component_ms"]) == {"simclr", "supervised"}
+  assert set(result["goals"]) == {"input_views_per_sec_per_core", "views_over_decode", "step_overhead_ratio",
+                                  "build_peak_memory_mib"}
+  for goal in result["goals"].values():
+    assert set(goal) >= {"value", "target", "holds"} and isinstance(goal["holds"], bool)
+  assert not os.listdir(work_dir)  # the built dataset is removed without --keep
+
+
+def _check_gpu(result: dict) -> None:
+  assert result["suite"] == "gpu"
+  _check_machine(result)
+  for key in benchmark.GPU_KEYS:
+    assert _number(result[key]) and result[key] > 0, key
+  for key in benchmark.CPU_KEYS:
+    assert key not in result
+  assert result["pretrain_setting"] == {"name": "float32", "mixed_precision": "none", "jit_compile": False}
+  assert "not a GPU figure" in result["device"]
+  assert isinstance(result["goals"]["pretrain_views_per_sec"]["holds"], bool)
+  setting = result["details"]["gpu"]["settings"]["float32"]
+  assert _number(setting["pretrain_compute_only_views_per_sec"]) and _number(setting["supervised_images_per_sec"])
+
+
+@pytest.mark.timeout(300)
+def test_both_suites_quick(tmp_path):
+  """Both suites at once (two processes: their start-up and graph tracing overlap on a 2-core machine)."""
+  cpu = _start(str(tmp_path / "cpu"), "--suite=cpu", "--quick")
+  gpu = _start(str(tmp_path / "gpu"), "--suite=gpu", "--quick", "--allow_cpu", "--data_scale=0.001")
+  cpu_result, gpu_result = _finish(*cpu), _finish(*gpu)
+  _check_cpu(cpu_result, str(tmp_path / "cpu" / "work"))
+  _check_gpu(gpu_result)
+
+
+def test_gpu_suite_refuses_to_run_without_a_gpu(tmp_path):
+  # conftest hides the GPUs (CUDA_VISIBLE_DEVICES=""): the gpu suite stops before measuring anything.
+  with pytest.raises(SystemExit, match="no GPU"):
+    benchmark.run(["--suite=gpu", "--quick", f"--out={tmp_path / 'b.json'}", f"--work_dir={tmp_path}"])
+  assert not (tmp_path / "b.json").exists()
+
+
+def test_settings_and_table_helpers():
+  assert parse_setting("float32") == ("none", False)
+  assert parse_setting("mixed_bfloat16+xla") == ("mixed_bfloat16", True)
+  assert len(GPU_SETTINGS) == 6
+  with pytest.raises(ValueError, match="accepted"):
+    parse_setting("fp8")
+  text = common.format_table([("a", 1.5, None, True)], ("name", "value", "x", "holds"))
+  assert "yes" in text and "1.500" in text
