@@ -115,10 +115,13 @@ def test_result_json_recomputes_from_predictions(finetuned_dir, synthetic_data_d
 def test_model_selection_evaluates_best_validation_checkpoint(finetuned_dir):
   model_dir, stdout = finetuned_dir
   curve = summaries.read_scalars(os.path.join(model_dir, "validation"))["study/auroc"]
-  best_step = max(curve, key=lambda sv: (sv[1], -sv[0]))[0]
+  best = max(v for _, v in curve)
+  # The summaries hold float32 values: steps whose AUROCs differ below float32 precision tie here.
+  candidates = {s for s, v in curve if v == best}
   with open(os.path.join(model_dir, "result.json")) as f:
-    assert json.load(f)["global_step"] == best_step
-  assert f"best/ckpt-{best_step}" in stdout
+    step = json.load(f)["global_step"]
+  assert step in candidates
+  assert f"best/ckpt-{step}" in stdout
   assert "test" not in os.listdir(model_dir) and "validation" in os.listdir(model_dir)
 
 

@@ -8,6 +8,7 @@ import os
 import platform
 import socket
 import statistics
+import tempfile
 import time
 from typing import Any, Iterator, Sequence
 
@@ -126,6 +127,16 @@ def threading_options(cores: int | None) -> tf.data.Options:
 
 
 # --- profiles -------------------------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def trace_dir(keep_in: str | None, name: str) -> Iterator[str]:
+  """`keep_in/name` (kept), or a temporary folder removed on exit when `keep_in` is None."""
+  if keep_in:
+    yield os.path.join(keep_in, name)
+    return
+  with tempfile.TemporaryDirectory(prefix="simclr_mura_profile_") as tmp:
+    yield os.path.join(tmp, name)
+
 
 @contextlib.contextmanager
 def trace(logdir: str) -> Iterator[None]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import tempfile
 import time
 from typing import Any, Callable, Iterator
 
@@ -219,17 +218,16 @@ STEP_COMPONENTS = (
 
 def _profile_steps(contenders: dict, s: StepSettings) -> dict[str, Any]:
   """Kernel time by component and by op type in one traced step of each; where SimCLR spends its extra time."""
-  root = s.profile_dir or tempfile.mkdtemp(prefix="simclr_mura_profile_")
   times = {}
   for name, (trainable, it) in contenders.items():
-    logdir = f"{root}/step_{name}"
-    with common.trace(logdir):
-      run_steps(trainable, it, 1)
-    times[name] = common.op_times(logdir, STEP_COMPONENTS)
+    with common.trace_dir(s.profile_dir, f"step_{name}") as logdir:
+      with common.trace(logdir):
+        run_steps(trainable, it, 1)
+      times[name] = common.op_times(logdir, STEP_COMPONENTS)
   a, b = times["simclr"]["by_type"], times["supervised"]["by_type"]
   diff = {k: round(a.get(k, {}).get("ms", 0.0) - b.get(k, {}).get("ms", 0.0), 2) for k in set(a) | set(b)}
   return {
-      "logdir": root if s.profile_dir else None,
+      "logdir": s.profile_dir,
       "total_kernel_ms": {name: t["total_ms"] for name, t in times.items()},
       "by_component_ms": {name: t["by_component"] for name, t in times.items()},
       "top_op_types_ms": {name: {k: v["ms"] for k, v in list(t["by_type"].items())[:10]} for name, t in times.items()},
@@ -322,6 +320,7 @@ def measure_gpu(builder: tfds.core.DatasetBuilder, config: Config, s: GpuSetting
       if s.profile_dir:
         with common.trace(f"{s.profile_dir}/gpu_{setting.replace('+', '_')}"):
           run_steps(trainable, fed_it, s.steps_per_loop)
+      del fed_it  # no pipeline left working in the background while the step alone is timed
       compute = _rate_of(trainable, pipeline.pretrain_iterator(builder, cfg, pipe, strategy, first_batch_only=True),
                          s, views)
       results[setting] = {"pretrain_views_per_sec": fed["per_sec"], "pretrain": fed,
