@@ -85,3 +85,21 @@ def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, c
     return metrics
 
   return step
+
+
+def make_train_loop(strategy: tf.distribute.Strategy, step_fn: Callable, names: tuple[str, ...],
+                    global_step: tf.Variable | None = None) -> Callable:
+  """`loop(iterator, num_steps)`: `num_steps` of `strategy.run(step_fn)` in one tf.function (SimCLR's loop shape),
+  returning each metric averaged over replicas and steps; increments `global_step` per step when given."""
+
+  @tf.function
+  def loop(iterator, num_steps):
+    totals = {name: tf.constant(0.0) for name in names}
+    for _ in tf.range(num_steps):
+      per_replica = strategy.run(step_fn, args=next(iterator))
+      totals = {name: totals[name] + strategy.reduce("MEAN", per_replica[name], axis=None) for name in names}
+      if global_step is not None:
+        global_step.assign_add(1)
+    return {name: total / tf.cast(num_steps, tf.float32) for name, total in totals.items()}
+
+  return loop

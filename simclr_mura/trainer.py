@@ -153,14 +153,7 @@ def train(job: Run) -> dict:
   step_fn = steps.make_train_step(model, job.optimizer, config, strategy, weights)
   names = steps.metric_names(config)
 
-  @tf.function
-  def train_loop(iterator, num_steps):
-    totals = {name: tf.constant(0.0) for name in names}
-    for _ in tf.range(num_steps):
-      per_replica = strategy.run(step_fn, args=next(iterator))
-      totals = {name: totals[name] + strategy.reduce("MEAN", per_replica[name], axis=None) for name in names}
-      job.global_step.assign_add(1)
-    return {name: total / tf.cast(num_steps, tf.float32) for name, total in totals.items()}
+  train_loop = steps.make_train_loop(strategy, step_fn, names, job.global_step)
 
   writer = _writer(job, "train")
   if job.chief and start == 0:
@@ -171,7 +164,7 @@ def train(job: Run) -> dict:
     best = tf.train.CheckpointManager(tf.train.Checkpoint(model=model, global_step=job.global_step),
                                       os.path.join(job.checkpointer.write_dir, "best"), max_to_keep=1,
                                       checkpoint_name="ckpt")
-    best_score, plateau = _best_score(config), _Plateau(config, job.optimizer)
+    best_score, plateau = -math.inf, _Plateau(config, job.optimizer)
     val_writer = _writer(job, "validation")
 
   replicas = strategy.num_replicas_in_sync
@@ -210,10 +203,6 @@ def train(job: Run) -> dict:
   writer.flush()
   print(f"Trained to step {step}; checkpoints in {config.model_dir}")
   return values
-
-
-def _best_score(config: Config) -> float:
-  return -math.inf
 
 
 def _selection_score(metrics: dict, loss: float) -> float:

@@ -55,17 +55,8 @@ class Trainable:
 
 
 def _loop(strategy: tf.distribute.Strategy, step_fn: Callable, names: tuple[str, ...]) -> Callable:
-  """The trainer's `train_loop` (without the global step): `num_steps` of `strategy.run` in one tf.function."""
-
-  @tf.function
-  def loop(iterator, num_steps):
-    totals = {name: tf.constant(0.0) for name in names}
-    for _ in tf.range(num_steps):
-      per_replica = strategy.run(step_fn, args=next(iterator))
-      totals = {name: totals[name] + strategy.reduce("MEAN", per_replica[name], axis=None) for name in names}
-    return {name: total / tf.cast(num_steps, tf.float32) for name, total in totals.items()}
-
-  return loop
+  """The trainer's loop (without the global step)."""
+  return steps.make_train_loop(strategy, step_fn, names)
 
 
 def simclr(config: Config, strategy: tf.distribute.Strategy, num_examples: int = 100_000) -> Trainable:
