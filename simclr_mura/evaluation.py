@@ -17,7 +17,7 @@ from simclr_mura.metrics import evaluate_predictions
 
 def predict(model: keras.Model, strategy: tf.distribute.Strategy, data: EvalData) -> pd.DataFrame:
   """The split's metadata with a `probability` column (softmax probability of abnormal), one row per image."""
-  dataset = strategy.distribute_datasets_from_function(data.input_fn)
+  dataset = data.distributed(strategy)
   step = _predict_step(model)
   indices, probabilities, valids = [], [], []
   for images, index, valid in dataset:

@@ -40,6 +40,8 @@ flags.DEFINE_integer("image_size", _D.image_size, "Input image side in pixels.")
 # --- augmentation ---------------------------------------------------------------------------------------------------
 flags.DEFINE_float("color_jitter_strength", _D.color_jitter_strength, "Strength of colour (brightness/contrast) jitter.")
 flags.DEFINE_bool("use_blur", _D.use_blur, "Gaussian blur augmentation while pretraining.")
+flags.DEFINE_enum("train_crop", _D.train_crop, ["random", "none"],
+                  "Training views: SimCLR's random resized crop, or none (whole image resized, as the MURA paper).")
 flags.DEFINE_float("rotation_degrees", _D.rotation_degrees, "Random rotation up to this many degrees (0: off).")
 flags.DEFINE_float("translate_fraction", _D.translate_fraction, "Random translation up to this fraction (0: off).")
 

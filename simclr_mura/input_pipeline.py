@@ -98,6 +98,7 @@ def train_preprocess(config: Config, pretrain: bool,
   def view(image: tf.Tensor) -> tf.Tensor:
     return augment.preprocess_for_train(
         image, size, size, color_jitter_strength=config.color_jitter_strength, color_distort=pretrain,
+        crop=config.train_crop == "random",
         rotation_degrees=config.rotation_degrees, translate_fraction=config.translate_fraction)
 
   def preprocess(example: dict) -> tuple[tf.Tensor, tf.Tensor]:
@@ -159,6 +160,14 @@ class EvalData:
   metadata: pd.DataFrame
   input_fn: Callable[[tf.distribute.InputContext | None], tf.data.Dataset]
   num_batches: int
+  _distributed: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
+
+  def distributed(self, strategy: tf.distribute.Strategy) -> tf.distribute.DistributedDataset:
+    """The split as `strategy`'s distributed dataset, made once: validation after every epoch iterates the same
+    dataset again, and with `cache_dataset` its decoded images come from memory after the first pass."""
+    if strategy not in self._distributed:
+      self._distributed[strategy] = strategy.distribute_datasets_from_function(self.input_fn)
+    return self._distributed[strategy]
 
 
 def eval_data(builder: tfds.core.DatasetBuilder, config: Config, split: str, global_batch_size: int) -> EvalData:
@@ -187,6 +196,8 @@ def eval_data(builder: tfds.core.DatasetBuilder, config: Config, split: str, glo
     pad = ds.repeat().take(padding).map(lambda i, e, v: (i, e, tf.constant(0.0)))
     ds = _maybe_shard(ds.concatenate(pad), input_context)
     ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
+    if config.cache_dataset:  # evaluation preprocessing is deterministic: cache the images, not the PNGs
+      ds = ds.cache()
     return ds.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
   return EvalData(metadata=meta, input_fn=input_fn, num_batches=num_batches)

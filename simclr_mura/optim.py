@@ -10,6 +10,13 @@ from simclr_mura.schedule import WarmUpAndCosineDecay, scaled_learning_rate
 # SimCLR tf2/run.py: LARS excludes batch norm parameters, biases and the supervised head from weight decay and from
 # layer adaptation (the head's kernel gets an L2 term in the loss instead: objective.weight_decay_loss).
 LARS_EXCLUDE = ["batch_norm", "bias", "head_supervised"]
+# Deviation, pretraining only: the linear probe (head_supervised) keeps LARS's trust ratio. SimCLR gives it the raw
+# learning rate (0.075·√256 = 1.2 in flags/pretrain.cfg, 1.0·√64 = 8 in flags/quick.cfg) on unnormalised encoder
+# features; with 1000 ImageNet classes its argmax survives the divergent loss, but on MURA's two classes the probe's
+# loss grew to 1e3-1e4 and its accuracy stayed at the class prior (flags/quick.cfg, mura_synthetic/elbow, measured).
+# With the trust ratio each step moves the probe by about lr·eeta of its norm, like every other layer. Fine-tuning
+# keeps SimCLR's exclusion (a zero-initialised head must move at the full learning rate).
+LARS_EXCLUDE_FROM_ADAPTATION_PRETRAIN = ["batch_norm", "bias"]
 
 
 def learning_rate(config: Config, num_train_examples: int, total_steps: int):
@@ -25,8 +32,9 @@ def learning_rate(config: Config, num_train_examples: int, total_steps: int):
 def build_optimizer(config: Config, lr) -> keras.optimizers.Optimizer:
   """LARS, momentum or Adam as SimCLR builds them; wrapped for loss scaling under `mixed_float16`."""
   if config.optimizer == "lars":
+    adaptation = LARS_EXCLUDE_FROM_ADAPTATION_PRETRAIN if config.train_mode == "pretrain" else None
     optimizer = LARS(lr, momentum=config.momentum, weight_decay=config.weight_decay,
-                     exclude_from_weight_decay=LARS_EXCLUDE)
+                     exclude_from_weight_decay=LARS_EXCLUDE, exclude_from_layer_adaptation=adaptation)
   elif config.optimizer == "momentum":
     optimizer = keras.optimizers.SGD(lr, momentum=config.momentum, nesterov=True)  # as SimCLR
   else:

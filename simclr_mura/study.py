@@ -64,8 +64,8 @@ def arms(preset: str) -> list[Arm]:
 def _epochs(fraction: str, preset: str) -> list[str]:
   """Fewer labels, more epochs (SimCLRv2 fine-tunes 60 epochs on 1% and 30 on 10% of ImageNet, arXiv 2006.10029).
 
-  The quick preset's 1% and 10% subsets hold a handful to a few dozen images, fewer than one batch: by epochs they
-  would get 3 steps, so they get a fixed number of steps instead (the same for the SimCLR and scratch arms).
+  The quick preset's 1% and 10% subsets hold a handful to a few dozen images, about one batch: by epochs they would
+  get a few steps, so they get a fixed number of steps instead (the same for the SimCLR and scratch arms).
   """
   if preset == "quick" and fraction != "100pct":
     return [f"--train_steps={ {'1pct': 20, '10pct': 30}[fraction] }", "--checkpoint_steps=10"]

@@ -308,3 +308,23 @@ def test_get_config_round_trip():
   restored = keras.optimizers.deserialize(keras.optimizers.serialize(opt))
   assert isinstance(restored, LARS) and restored.get_config() == config
   assert LARS(0.1, exclude_from_weight_decay=["bias"]).get_config()["exclude_from_layer_adaptation"] == ["bias"]
+
+
+@pytest.mark.parametrize("train_mode", ["pretrain", "finetune"])
+def test_trainer_optimizer_exclusions_for_the_supervised_head(train_mode):
+  """Both modes keep the head out of weight decay (SimCLR); only pretraining's probe keeps the trust ratio."""
+  from simclr_mura import optim
+  from simclr_mura.config import Config
+  from simclr_mura.model import build_model
+  config = Config(train_mode=train_mode, resnet_depth=18, width_multiplier=0.25, image_size=32, proj_out_dim=8,
+                  optimizer="lars", weight_decay=1e-4, lineareval_while_pretraining=True, model_dir="unused")
+  model = build_model(config)
+  opt = optim.build_optimizer(config, 0.1)
+  opt.build(model.trainable_variables)
+  paths = [v.path for v in model.trainable_variables]
+  head = [i for i, p in enumerate(paths) if "head_supervised" in p and p.endswith("kernel")]
+  conv = [i for i, p in enumerate(paths) if "conv" in p and p.endswith("kernel")]
+  assert head and conv
+  assert not any(opt._decay_flags[i] for i in head)
+  assert all(opt._decay_flags[i] and opt._adapt_flags[i] for i in conv)
+  assert all(opt._adapt_flags[i] for i in head) == (train_mode == "pretrain")
