@@ -15,7 +15,7 @@ def _top_half_bright(height=64, width=48) -> tf.Tensor:
   return tf.constant(image)
 
 
-def _bright_fraction(crop: str, samples: int = 24) -> np.ndarray:
+def _bright_fraction(crop: str, samples: int = 24) -> tuple[np.ndarray, np.ndarray]:
   preprocess = input_pipeline.train_preprocess(Config(image_size=32, train_crop=crop, model_dir="unused"),
                                                pretrain=False)
   out = np.stack([preprocess({"image": _top_half_bright(), "label": tf.constant(0)})[0].numpy()
