@@ -150,6 +150,16 @@ def _finding_params(study_type: str, rng: np.random.Generator) -> dict:
   }
 
 
+def finding_of(study_id: str, study_type: str, seed: int = 0) -> str:
+  """The finding kind an abnormal synthetic study was drawn with (the same draw `render_image` makes).
+
+  `fracture`, `lesion`, `dislocation` or `hardware/<plate|wires|screws>`. Each view shows it with probability
+  FINDING_VISIBLE. `study_id` as in the CSVs (and the TFDS `study_id` feature), without the trailing `/`.
+  """
+  f = _finding_params(study_type, np.random.default_rng(_seed("study", seed, study_id)))
+  return f"hardware/{f['hardware']}" if f["kind"] == "hardware" else str(f["kind"])
+
+
 def _point_on(bone: xray.Bone, t: float) -> tuple[float, float]:
   return bone.p0[0] + (bone.p1[0] - bone.p0[0]) * t, bone.p0[1] + (bone.p1[1] - bone.p0[1]) * t
 
