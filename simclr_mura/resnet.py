@@ -110,43 +110,52 @@ class Conv2DFixedPadding(keras.layers.Conv2D):
     return config
 
 
-class ResidualBlock(keras.layers.Layer):
-  """SimCLR ResidualBlock (ResNet-18/34): two 3x3 convs; last BN gamma starts at zero."""
+class _Block(keras.layers.Layer):
+  """What both SimCLR block types share: the projection shortcut (1x1 conv + BN) of a group's first block."""
 
-  def __init__(self, filters: int, strides: int, use_projection: bool, batch_norm_decay: float = 0.9,
-               global_bn: bool = True, **kwargs):
+  def __init__(self, shortcut_filters: int, strides: int, use_projection: bool, bn: dict, **kwargs):
     super().__init__(**kwargs)
-    bn = dict(batch_norm_decay=batch_norm_decay, global_bn=global_bn)
-    self.shortcut_conv2d = Conv2DFixedPadding(filters, 1, strides, name="shortcut_conv2d") if use_projection else None
+    self.shortcut_conv2d = (Conv2DFixedPadding(shortcut_filters, 1, strides, name="shortcut_conv2d")
+                            if use_projection else None)
     self.shortcut_batch_norm = batch_norm("shortcut_batch_norm", **bn) if use_projection else None
-    self.conv2d_1 = Conv2DFixedPadding(filters, 3, strides, name="conv2d_1")
-    self.batch_norm_1 = batch_norm("batch_norm_1", **bn)
-    self.conv2d_2 = Conv2DFixedPadding(filters, 3, 1, name="conv2d_2")
-    self.batch_norm_2 = batch_norm("batch_norm_2", init_zero=True, **bn)
 
   def build(self, input_shape):
     # Sub-layers build on their first call; overriding build() spares Keras 3 a symbolic trial run of call().
     self.built = True
 
+  def shortcut(self, inputs, training=None):
+    if self.shortcut_conv2d is None:
+      return inputs
+    return self.shortcut_batch_norm(self.shortcut_conv2d(inputs), training=training)
+
+
+class ResidualBlock(_Block):
+  """SimCLR ResidualBlock (ResNet-18/34): two 3x3 convs; last BN gamma starts at zero."""
+
+  def __init__(self, filters: int, strides: int, use_projection: bool, batch_norm_decay: float = 0.9,
+               global_bn: bool = True, **kwargs):
+    bn = dict(batch_norm_decay=batch_norm_decay, global_bn=global_bn)
+    super().__init__(filters, strides, use_projection, bn, **kwargs)
+    self.conv2d_1 = Conv2DFixedPadding(filters, 3, strides, name="conv2d_1")
+    self.batch_norm_1 = batch_norm("batch_norm_1", **bn)
+    self.conv2d_2 = Conv2DFixedPadding(filters, 3, 1, name="conv2d_2")
+    self.batch_norm_2 = batch_norm("batch_norm_2", init_zero=True, **bn)
+
   def call(self, inputs, training=None):
-    shortcut = inputs
-    if self.shortcut_conv2d is not None:
-      shortcut = self.shortcut_batch_norm(self.shortcut_conv2d(inputs), training=training)
+    shortcut = self.shortcut(inputs, training=training)  # first, as SimCLR (and the variables' creation order)
     x = tf.nn.relu(self.batch_norm_1(self.conv2d_1(inputs), training=training))
     x = self.batch_norm_2(self.conv2d_2(x), training=training)
     return tf.nn.relu(x + shortcut)
 
 
-class BottleneckBlock(keras.layers.Layer):
+class BottleneckBlock(_Block):
   """SimCLR BottleneckBlock (ResNet-50+): 1x1, 3x3 (strided), 1x1 x4; last BN gamma starts at zero."""
 
   def __init__(self, filters: int, strides: int, use_projection: bool, batch_norm_decay: float = 0.9,
                global_bn: bool = True, **kwargs):
-    super().__init__(**kwargs)
     bn = dict(batch_norm_decay=batch_norm_decay, global_bn=global_bn)
     out = BOTTLENECK_EXPANSION * filters
-    self.shortcut_conv2d = Conv2DFixedPadding(out, 1, strides, name="shortcut_conv2d") if use_projection else None
-    self.shortcut_batch_norm = batch_norm("shortcut_batch_norm", **bn) if use_projection else None
+    super().__init__(out, strides, use_projection, bn, **kwargs)
     self.conv2d_1 = Conv2DFixedPadding(filters, 1, 1, name="conv2d_1")
     self.batch_norm_1 = batch_norm("batch_norm_1", **bn)
     self.conv2d_2 = Conv2DFixedPadding(filters, 3, strides, name="conv2d_2")
@@ -154,14 +163,8 @@ class BottleneckBlock(keras.layers.Layer):
     self.conv2d_3 = Conv2DFixedPadding(out, 1, 1, name="conv2d_3")
     self.batch_norm_3 = batch_norm("batch_norm_3", init_zero=True, **bn)
 
-  def build(self, input_shape):
-    # Sub-layers build on their first call; overriding build() spares Keras 3 a symbolic trial run of call().
-    self.built = True
-
   def call(self, inputs, training=None):
-    shortcut = inputs
-    if self.shortcut_conv2d is not None:
-      shortcut = self.shortcut_batch_norm(self.shortcut_conv2d(inputs), training=training)
+    shortcut = self.shortcut(inputs, training=training)  # first, as SimCLR (and the variables' creation order)
     x = tf.nn.relu(self.batch_norm_1(self.conv2d_1(inputs), training=training))
     x = tf.nn.relu(self.batch_norm_2(self.conv2d_2(x), training=training))
     x = self.batch_norm_3(self.conv2d_3(x), training=training)
