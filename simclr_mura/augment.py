@@ -17,6 +17,11 @@ import tensorflow as tf
 CROP_PROPORTION = 0.875  # SimCLR data_util.CROP_PROPORTION (standard for ImageNet)
 
 
+def eval_crops(image_size: int) -> bool:
+  """Whether evaluation centre-crops: SimCLR's run.py passes crop = image_size > 32 (CIFAR images are not cropped)."""
+  return image_size > 32
+
+
 def to_float(image: tf.Tensor) -> tf.Tensor:
   """uint8 (or any integer) image -> float32 in [0, 1]; float images are returned as float32 unchanged."""
   if image.dtype.is_floating:
@@ -341,13 +346,3 @@ def preprocess_for_eval(image: tf.Tensor, height: int, width: int, crop: bool = 
   image = tf.reshape(image, [height, width, 1])
   return tf.clip_by_value(image, 0., 1.)
 
-
-def preprocess_image(image: tf.Tensor, height: int, width: int, is_training: bool = False,
-                     color_distort: bool = True, test_crop: bool = True, color_jitter_strength: float = 1.0,
-                     rotation_degrees: float = 0.0, translate_fraction: float = 0.0) -> tf.Tensor:
-  """SimCLR preprocess_image: the train or eval pipeline on a uint8 or [0, 1] image."""
-  if is_training:
-    return preprocess_for_train(image, height, width, color_jitter_strength=color_jitter_strength,
-                                color_distort=color_distort, rotation_degrees=rotation_degrees,
-                                translate_fraction=translate_fraction)
-  return preprocess_for_eval(image, height, width, crop=test_crop)

@@ -165,7 +165,7 @@ def cpu_suite(args: argparse.Namespace, work_dir: str, created: list[str]) -> di
   pipe = pipeline.measure(builder, config, pipeline.PipelineSettings(
       image_size=args.image_size, batch_size=args.pipeline_batch_size, batches=args.pipeline_batches,
       warmup_batches=args.pipeline_warmup, repeats=args.pipeline_repeats, cores=cores, stages=not args.no_stages,
-      profile_dir=args.profile_dir), strategy, log=_log)
+      profile=not args.no_profile, profile_dir=args.profile_dir), strategy, log=_log)
   elapsed["pipeline"] = time.perf_counter() - t
 
   _log(f"[3/3] train step: SimCLR ResNet-{args.resnet_depth} on 2x{args.batch_size} views vs Keras ResNet50 on "
@@ -316,12 +316,9 @@ def _command(argv: Sequence[str] | None) -> str:
 
 
 def _write(path: str, result: dict[str, Any]) -> None:
+  from simclr_mura import results  # pylint: disable=g-import-not-at-top
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = f"{path}.tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(result, f, indent=2, default=str)
-    f.write("\n")
-  os.replace(tmp, path)
+  results.atomic_write_text(path, json.dumps(result, indent=2, default=str) + "\n")
 
 
 # --- entry point ----------------------------------------------------------------------------------------------------

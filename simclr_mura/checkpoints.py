@@ -92,3 +92,13 @@ class Checkpointer:
   def cleanup(self) -> None:
     if self.write_dir != self.model_dir and tf.io.gfile.exists(self.write_dir):
       shutil.rmtree(self.write_dir, ignore_errors=True)
+
+
+def selected_checkpoint(config: Config) -> str | None:
+  """The checkpoint `train_then_eval` evaluates: the best on validation (fine-tuning with --model_selection=best, when
+  one was saved), else the latest."""
+  if config.train_mode == "finetune" and config.model_selection == "best":
+    best = tf.train.latest_checkpoint(os.path.join(config.model_dir, "best"))
+    if best:
+      return best
+  return tf.train.latest_checkpoint(config.model_dir)

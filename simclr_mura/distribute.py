@@ -97,9 +97,8 @@ def set_up_runtime(config: Config) -> None:
 
 
 def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
-  # tf.distribute.MultiWorkerMirroredStrategy(...) returns an instance of TF's CollectiveAllReduceStrategy class.
-  return any(c.__name__ in ("MultiWorkerMirroredStrategy", "CollectiveAllReduceStrategy")
-             for c in type(strategy).__mro__)
+  # tf.distribute.MultiWorkerMirroredStrategy is TF's CollectiveAllReduceStrategy class (hence `describe`).
+  return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 
 def describe(strategy: tf.distribute.Strategy) -> str:

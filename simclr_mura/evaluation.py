@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-import weakref
+from typing import Callable
 
 import keras
 import numpy as np
@@ -15,10 +15,12 @@ from simclr_mura.input_pipeline import EvalData
 from simclr_mura.metrics import evaluate_predictions
 
 
-def predict(model: keras.Model, strategy: tf.distribute.Strategy, data: EvalData) -> pd.DataFrame:
-  """The split's metadata with a `probability` column (softmax probability of abnormal), one row per image."""
+def predict(step: Callable, strategy: tf.distribute.Strategy, data: EvalData) -> pd.DataFrame:
+  """The split's metadata with a `probability` column (softmax probability of abnormal), one row per image.
+
+  `step` is `make_predict_step(model)`, made once per job (validation runs every epoch: don't retrace each time).
+  """
   dataset = data.distributed(strategy)
-  step = _predict_step(model)
   indices, probabilities, valids = [], [], []
   for images, index, valid in dataset:
     outputs = strategy.run(step, args=(images, index, valid))
@@ -37,18 +39,15 @@ def predict(model: keras.Model, strategy: tf.distribute.Strategy, data: EvalData
   return out
 
 
-_PREDICT_STEPS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+def make_predict_step(model: keras.Model) -> Callable:
+  """The per-replica prediction function `predict` runs: (images, index, valid) -> (index, P(abnormal), valid)."""
 
+  @tf.function
+  def step(images, index, valid):
+    _, logits = model(images, training=False)
+    return index, tf.nn.softmax(tf.cast(logits, tf.float32))[:, 1], valid
 
-def _predict_step(model: keras.Model):
-  """One traced prediction function per model (validation runs every epoch: don't retrace each time)."""
-  if model not in _PREDICT_STEPS:
-    @tf.function
-    def step(images, index, valid):
-      _, logits = model(images, training=False)
-      return index, tf.nn.softmax(tf.cast(logits, tf.float32))[:, 1], valid
-    _PREDICT_STEPS[model] = step
-  return _PREDICT_STEPS[model]
+  return step
 
 
 def log_loss(predictions: pd.DataFrame) -> float:

@@ -19,6 +19,7 @@ import pandas as pd  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from simclr_mura import input_pipeline  # noqa: E402
 from simclr_mura import prepare as prepare_lib  # noqa: E402
 from simclr_mura.datasets import layout  # noqa: E402
 
@@ -29,23 +30,11 @@ _COLORS = {"normal": "#4c72b0", "abnormal": "#dd8452"}
 
 
 def image_table(builder: tfds.core.DatasetBuilder) -> pd.DataFrame:
-  """One row per example and split: split, study_type, label, image_id, study_id, patient_id (images not decoded)."""
-  frames = []
-  for split in builder.info.splits:
-    ds = builder.as_dataset(split, decoders={"image": tfds.decode.SkipDecoding()})
-    ds = ds.map(lambda ex: {k: ex[k] for k in ("label", "study_type", "image_id", "study_id", "patient_id")})
-    cols: dict[str, list] = {k: [] for k in ("label", "study_type", "image_id", "study_id", "patient_id")}
-    for batch in tfds.as_numpy(ds.batch(4096)):
-      for k in cols:
-        cols[k].extend(batch[k].tolist())
-    frame = pd.DataFrame(cols)
-    frame["split"] = split
-    frames.append(frame)
-  table = pd.concat(frames, ignore_index=True)
-  for k in ("image_id", "study_id", "patient_id"):
-    table[k] = table[k].map(lambda b: b.decode() if isinstance(b, bytes) else b)
-  table["label"] = table["label"].map(lambda i: layout.LABELS[i])
-  table["study_type"] = table["study_type"].map(lambda i: layout.STUDY_TYPES[i])
+  """One row per example and split: image_id, study_id, patient_id, study_type, label (names), split; images are not
+  decoded (`input_pipeline.metadata`)."""
+  table = pd.concat([input_pipeline.metadata(builder, split).assign(split=split) for split in builder.info.splits],
+                    ignore_index=True)
+  table["label"] = table["label"].map(layout.LABELS.__getitem__)
   return table
 
 
@@ -76,17 +65,17 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
 def counts_markdown(counts: pd.DataFrame, dataset: str) -> str:
   """Tables like the study's: one per split (normal / abnormal / total per part), then images per split and part."""
   out = [f"# Data exploration: `{dataset}`", ""]
-  for i, split in enumerate(dict.fromkeys(counts["split"]), start=1):
+  splits = list(dict.fromkeys(counts["split"]))
+  for i, split in enumerate(splits, start=1):
     part = counts[counts["split"] == split]
     rows = [[r.study_type.capitalize() if r.study_type != "total" else "**Total**", r.normal_images, r.abnormal_images,
              r.images, f"{100 * r.abnormal_share:.1f}%" if r.images else "-", f"{r.normal_studies} / {r.abnormal_studies}", r.patients]
             for r in part.itertuples()]
     out += [f"Table {i}: {SPLIT_TITLES.get(split, split)} split (images; studies normal / abnormal)", "",
             _md_table(["Part", "Normal", "Abnormal", "Total", "Abnormal share", "Studies N / A", "Patients"], rows), ""]
-  splits = list(dict.fromkeys(counts["split"]))
   pivot = counts.pivot(index="study_type", columns="split", values="images")
   types = [t for t in list(layout.STUDY_TYPES) + ["total"] if t in pivot.index]
-  rows = [[t.capitalize() if t != "total" else "**Total**"] + [int(pivot.loc[t, s]) if s in pivot else 0 for s in splits]
+  rows = [[t.capitalize() if t != "total" else "**Total**"] + [int(pivot.loc[t, s]) for s in splits]
           for t in types]
   out += [f"Table {len(splits) + 1}: images per split and part", "",
           _md_table(["Part"] + [SPLIT_TITLES.get(s, s) for s in splits], rows), ""]

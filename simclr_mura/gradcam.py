@@ -7,14 +7,14 @@ most confident images of each outcome in `predictions_test.csv`.
 """
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 import pandas as pd
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
-from simclr_mura import augment, figures, input_pipeline
+from simclr_mura import augment, checkpoints, figures, input_pipeline, results
 from simclr_mura.config import Config
 from simclr_mura.model import build_model
 
@@ -48,25 +48,29 @@ def pick_examples(predictions: pd.DataFrame, threshold: float, per_outcome: int 
 
 def gradcam_grid(model_dir: str, out_png: str, per_outcome: int = 3) -> str:
   """Writes the TP/TN/FP/FN Grad-CAM grid of a finished fine-tuning run; returns `out_png`."""
-  with open(os.path.join(model_dir, "flags.json")) as f:
-    config = Config(**json.load(f))
+  flags = results.read_flags_json(model_dir)
+  if not flags:
+    raise FileNotFoundError(f"{model_dir} holds no flags.json (not a finished run)")
+  config = Config(**flags)
   predictions = pd.read_csv(os.path.join(model_dir, "predictions_test.csv"))
   picked = pick_examples(predictions, config.threshold, per_outcome)
   wanted = set(pd.concat(picked.values())["image_id"]) if picked else set()
 
   model = build_model(config.replace(zero_init_logits_layer=False))
-  prefix = (tf.train.latest_checkpoint(os.path.join(model_dir, "best")) or tf.train.latest_checkpoint(model_dir))
+  prefix = checkpoints.selected_checkpoint(config.replace(model_dir=model_dir))  # the evaluated one
   if prefix is None:
     raise FileNotFoundError(f"{model_dir} holds no checkpoint")
   tf.train.Checkpoint(model=model).restore(prefix).expect_partial()
 
   builder = input_pipeline.load_builder(config)
   images = {}
-  for example in builder.as_dataset(split="test").as_numpy_iterator():
+  test = builder.as_dataset(split="test", decoders={"image": tfds.decode.SkipDecoding()})  # decode only the picked
+  for example in test.as_numpy_iterator():
     image_id = example["image_id"].decode()
     if image_id in wanted:
-      images[image_id] = augment.preprocess_for_eval(augment.to_float(tf.constant(example["image"])), config.image_size,
-                                                     config.image_size, crop=config.image_size > 32).numpy()
+      image = tf.io.decode_png(example["image"], channels=1)
+      images[image_id] = augment.preprocess_for_eval(augment.to_float(image), config.image_size, config.image_size,
+                                                     crop=augment.eval_crops(config.image_size)).numpy()
 
   columns = max(per_outcome, 1)
   fig = figures.new_figure(2.2 * columns, 2.4 * len(OUTCOMES))

@@ -86,13 +86,9 @@ def _maybe_shard(ds: tf.data.Dataset, input_context: tf.distribute.InputContext 
   return ds
 
 
-def train_preprocess(config: Config, pretrain: bool,
-                     views_first: bool = False) -> Callable[[dict], tuple[tf.Tensor, tf.Tensor]]:
-  """Maps a TFDS example to (images, label) as the trainer sees it on the host (blur comes later, on the device).
-
-  views_first: pretraining views stacked as [2, H, W, 1] (a plain copy) rather than on the channel axis, [H, W, 2]
-  (an interleaving copy, dearer per image); `train_input_fn` moves them to the channel axis once per batch.
-  """
+def train_view(config: Config, pretrain: bool) -> Callable[[tf.Tensor], tf.Tensor]:
+  """One training view of an [H, W, 1] image as the trainer makes it: SimCLR's augmentations when pretraining
+  (blur comes later, on the device), crop (per --train_crop) and flip when fine-tuning."""
   size = config.image_size
 
   def view(image: tf.Tensor) -> tf.Tensor:
@@ -101,12 +97,21 @@ def train_preprocess(config: Config, pretrain: bool,
         crop=config.train_crop == "random",
         rotation_degrees=config.rotation_degrees, translate_fraction=config.translate_fraction)
 
+  return view
+
+
+def train_preprocess(config: Config, pretrain: bool) -> Callable[[dict], tuple[tf.Tensor, tf.Tensor]]:
+  """Maps a TFDS example to (images, label) as the trainer makes it on the host (blur comes later, on the device).
+
+  Pretraining images are two views stacked as [2, H, W, 1] (a plain copy; putting them on the channel axis per image
+  is an interleaving copy, dearer): `train_input_fn` moves them to the channel axis once per batch.
+  """
+  view = train_view(config, pretrain)
+
   def preprocess(example: dict) -> tuple[tf.Tensor, tf.Tensor]:
     image = augment.to_float(example["image"])
     if pretrain:
-      if views_first:
-        return tf.stack([view(image), view(image)]), example["label"]
-      return tf.concat([view(image), view(image)], axis=-1), example["label"]
+      return tf.stack([view(image), view(image)]), example["label"]
     return view(image), example["label"]
 
   return preprocess
@@ -114,7 +119,8 @@ def train_preprocess(config: Config, pretrain: bool,
 
 def sample_views(builder: tfds.core.DatasetBuilder, config: Config, split: str, pretrain: bool,
                  count: int = 8) -> np.ndarray:
-  """A few training images as augmented for training (for TensorBoard), without touching the training pipeline."""
+  """A few training images as augmented for training (for TensorBoard), without touching the training pipeline:
+  [count, H, W, 1], or [count, 2, H, W, 1] (two views) when pretraining."""
   ds = builder.as_dataset(split=split, shuffle_files=False).take(count)
   images, _ = next(iter(ds.map(train_preprocess(config, pretrain)).batch(count)))
   return images.numpy()
@@ -129,7 +135,7 @@ def train_input_fn(builder: tfds.core.DatasetBuilder, config: Config, split: str
   images are one view ([B, H, W, 1]) with crop and flip only (SimCLR: fine-tuning uses crop and flip).
   """
   seed = config.seed if seed is None else seed
-  preprocess = train_preprocess(config, pretrain, views_first=pretrain)
+  preprocess = train_preprocess(config, pretrain)
 
   def input_fn(input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
     batch = input_context.get_per_replica_batch_size(global_batch_size) if input_context else global_batch_size
@@ -186,7 +192,7 @@ def eval_data(builder: tfds.core.DatasetBuilder, config: Config, split: str, glo
   size = config.image_size
 
   def preprocess(index: tf.Tensor, example: dict, valid: tf.Tensor):
-    image = augment.preprocess_for_eval(augment.to_float(example["image"]), size, size, crop=size > 32)  # as SimCLR
+    image = augment.preprocess_for_eval(augment.to_float(example["image"]), size, size, crop=augment.eval_crops(size))
     return image, index, valid
 
   def input_fn(input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:

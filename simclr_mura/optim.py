@@ -13,12 +13,13 @@ LARS_EXCLUDE = ["batch_norm", "bias", "head_supervised"]
 # Deviation, pretraining only: the linear probe (head_supervised) keeps LARS's trust ratio. SimCLR gives it the raw
 # learning rate (0.075·√256 = 1.2 in flags/pretrain.cfg, 1.0·√64 = 8 in flags/quick.cfg) on unnormalised encoder
 # features; with 1000 ImageNet classes its argmax survives the divergent loss, but on MURA's two classes the probe's
-# loss grew to 1e3-1e4 and its accuracy stayed at the class prior (flags/quick.cfg, mura_synthetic/elbow, measured).
+# loss grew to 1e3-1e4 and its accuracy stayed at the class prior (`python run.py --flagfile=flags/quick.cfg
+# --dataset=mura_synthetic/elbow ...` at commit 025ecc3, before this change).
 # With the trust ratio each step moves the probe by about lr·eeta of its norm, like every other layer: its loss
 # spikes early (1.5-3.5 during warm-up) but ends near the class-prior entropy (0.68-0.74 after 188-624 steps), no
 # longer diverging; its accuracy still stays at the prior (the quick encoder does not encode the finding; README,
 # "The quick study"). Fine-tuning keeps SimCLR's exclusion (a zero-initialised head must move at the full rate).
-LARS_EXCLUDE_FROM_ADAPTATION_PRETRAIN = ["batch_norm", "bias"]
+LARS_EXCLUDE_FROM_ADAPTATION_PRETRAIN = [p for p in LARS_EXCLUDE if p != "head_supervised"]
 
 
 def learning_rate(config: Config, num_train_examples: int, total_steps: int):

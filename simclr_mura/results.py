@@ -28,7 +28,7 @@ _COUNT_KEYS = ("n", "n_abnormal")
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-def _atomic_write_text(path: PathLike, text: str) -> str:
+def atomic_write_text(path: PathLike, text: str) -> str:
   path = os.fspath(path)
   directory = os.path.dirname(path) or "."
   os.makedirs(directory, exist_ok=True)
@@ -90,7 +90,7 @@ def write_predictions(path: PathLike, rows_or_df: Union[pd.DataFrame, Iterable[M
   if not np.all(np.isfinite(probs)) or (probs.size and (probs.min() < 0 or probs.max() > 1)):
     raise ValueError("probability must be a finite number in [0, 1] in every row")
   df["probability"] = probs
-  return _atomic_write_text(path, df.to_csv(index=False))
+  return atomic_write_text(path, df.to_csv(index=False))
 
 
 def read_predictions(path: PathLike) -> pd.DataFrame:
@@ -166,8 +166,8 @@ def write_result(model_dir: PathLike, result: Mapping[str, Any]) -> Dict[str, st
   clean = validate_result(result)
   text = json.dumps(clean, indent=2, allow_nan=False) + "\n"
   model_dir = os.fspath(model_dir)
-  step_path = _atomic_write_text(os.path.join(model_dir, f"result_{clean['global_step']}.json"), text)
-  path = _atomic_write_text(os.path.join(model_dir, "result.json"), text)
+  step_path = atomic_write_text(os.path.join(model_dir, f"result_{clean['global_step']}.json"), text)
+  path = atomic_write_text(os.path.join(model_dir, "result.json"), text)
   return {"result": path, "result_step": step_path}
 
 
@@ -212,7 +212,7 @@ def write_flags_json(model_dir: PathLike, config_dict: Any) -> str:
   if not isinstance(config_dict, Mapping):
     raise ValueError(f"flags must be a dict (or have to_dict()); got {type(config_dict).__name__}")
   text = json.dumps(_jsonable(config_dict), indent=2, sort_keys=True, allow_nan=False) + "\n"
-  return _atomic_write_text(os.path.join(os.fspath(model_dir), "flags.json"), text)
+  return atomic_write_text(os.path.join(os.fspath(model_dir), "flags.json"), text)
 
 
 def read_flags_json(model_dir: PathLike) -> Dict[str, Any]:

@@ -45,6 +45,7 @@ class Run:
   total_steps: int
   epoch_steps: int
   checkpoint_steps: int
+  predict_step: object  # evaluation.make_predict_step(model)
 
 
 def run(config: Config) -> dict | None:
@@ -118,7 +119,7 @@ def _set_up(config: Config, strategy: tf.distribute.Strategy, builder) -> Run:
   return Run(config=config, strategy=strategy, builder=builder, model=model, optimizer=optimizer,
              global_step=global_step, checkpointer=checkpointer, chief=chief, num_train_examples=num_train,
              total_steps=counts.total_steps, epoch_steps=counts.epoch_steps,
-             checkpoint_steps=counts.checkpoint_steps)
+             checkpoint_steps=counts.checkpoint_steps, predict_step=evaluation.make_predict_step(model))
 
 
 def _writer(job: Run, name: str) -> tf.summary.SummaryWriter:
@@ -189,7 +190,7 @@ def train(job: Run) -> dict:
     summaries.write_scalars(writer, values, step)
     progress.update(step, values=list(values.items()))
     if not pretrain and (step % job.epoch_steps == 0 or step == job.total_steps):
-      predictions = evaluation.predict(model, strategy, validation)
+      predictions = evaluation.predict(job.predict_step, strategy, validation)
       metrics = evaluate_predictions(predictions, config.threshold)
       loss = evaluation.log_loss(predictions)
       summaries.write_scalars(val_writer, {"loss": loss, **_final_metrics(metrics)}, step)
@@ -239,42 +240,43 @@ def _log_views(job: Run, writer: tf.summary.SummaryWriter) -> None:
   pretrain = job.config.train_mode == "pretrain"
   images = input_pipeline.sample_views(job.builder, job.config, job.config.train_split, pretrain)
   if pretrain:
-    images = np.concatenate(np.split(images, 2, axis=-1), axis=2)  # view 1 | view 2 side by side
+    images = np.concatenate([images[:, 0], images[:, 1]], axis=2)  # view 1 | view 2 side by side
   summaries.image_grid_summary(writer, "augmented_views", images, 0)
 
 
-def evaluate_checkpoint(job: Run, prefix: str | None, split: str) -> dict:
-  """Restores `prefix` (weights only) and writes the evaluation of `split`."""
+def _eval_split_data(job: Run) -> input_pipeline.EvalData:
+  return input_pipeline.eval_data(job.builder, job.config, job.config.eval_split, job.config.eval_batch_size)
+
+
+def evaluate_checkpoint(job: Run, prefix: str | None, data: input_pipeline.EvalData) -> dict:
+  """Restores `prefix` (weights only) and writes the evaluation of `eval_split` (`data`)."""
   if prefix:
     tf.train.Checkpoint(model=job.model, global_step=job.global_step).restore(prefix).expect_partial()
-  data = input_pipeline.eval_data(job.builder, job.config, split, job.config.eval_batch_size)
-  predictions = evaluation.predict(job.model, job.strategy, data)
+  predictions = evaluation.predict(job.predict_step, job.strategy, data)
   step = int(job.global_step.numpy())
   if not job.chief:
     return {}
-  result = evaluation.write_evaluation(predictions, job.config, split, step, _writer(job, "eval"))
-  if job.config.mode == "eval":
-    summaries.log_hparams(job.config.model_dir, _hparams(job.config), _final_metrics(result))
+  result = evaluation.write_evaluation(predictions, job.config, job.config.eval_split, step, _writer(job, "eval"))
   _print_result(result)
   return result
 
 
 def evaluate_selected(job: Run) -> dict:
   """train_then_eval: the best validation checkpoint (or the last) on `eval_split`."""
-  prefix = None
-  if job.config.train_mode == "finetune" and job.config.model_selection == "best":
-    prefix = tf.train.latest_checkpoint(os.path.join(job.config.model_dir, "best"))
-    if prefix:
-      print(f"Model selection on {job.config.validation_split}: evaluating {prefix}")
-  prefix = prefix or tf.train.latest_checkpoint(job.config.model_dir)
-  return evaluate_checkpoint(job, prefix, job.config.eval_split)
+  prefix = checkpoints.selected_checkpoint(job.config)
+  if prefix and os.path.dirname(prefix) == os.path.join(job.config.model_dir, "best"):
+    print(f"Model selection on {job.config.validation_split}: evaluating {prefix}")
+  return evaluate_checkpoint(job, prefix, _eval_split_data(job))
 
 
 def continuous_eval(job: Run, poll_seconds: float = 15.0, timeout: float | None = None) -> dict | None:
   """SimCLR's `--mode=eval`: evaluates each new checkpoint of model_dir until the final step."""
   result = None
+  data = _eval_split_data(job)  # read once: its metadata and (with --cache_dataset) its images serve every checkpoint
   for prefix in tf.train.checkpoints_iterator(job.config.model_dir, min_interval_secs=poll_seconds, timeout=timeout):
-    result = evaluate_checkpoint(job, prefix, job.config.eval_split)
+    result = evaluate_checkpoint(job, prefix, data)
+    if job.chief and result:
+      summaries.log_hparams(job.config.model_dir, _hparams(job.config), _final_metrics(result))
     if int(job.global_step.numpy()) >= job.total_steps:
       break
   if result is None:

@@ -98,8 +98,19 @@ def test_gpu_suite_refuses_to_run_without_a_gpu(tmp_path):
 def test_settings_and_table_helpers():
   assert parse_setting("float32") == ("none", False)
   assert parse_setting("mixed_bfloat16+xla") == ("mixed_bfloat16", True)
-  assert len(GPU_SETTINGS) == 6
+  assert {parse_setting(s) for s in GPU_SETTINGS} == {(p, x) for p in ("none", "mixed_bfloat16", "mixed_float16")
+                                                       for x in (False, True)}
   with pytest.raises(ValueError, match="accepted"):
     parse_setting("fp8")
   text = common.format_table([("a", 1.5, None, True)], ("name", "value", "x", "holds"))
   assert "yes" in text and "1.500" in text
+
+
+@pytest.mark.parametrize("name, value, holds", [
+    ("input_views_per_sec_per_core", 400.0, True), ("input_views_per_sec_per_core", 399.9, False),
+    ("views_over_decode", 0.74, False), ("step_overhead_ratio", 1.15, True), ("step_overhead_ratio", 1.2, False),
+    ("build_peak_memory_mib", 2100.0, False), ("pretrain_views_per_sec", 4000.0, True),
+    ("pretrain_views_per_sec", None, None)])
+def test_goals_compare_the_right_way(name, value, holds):
+  goal = benchmark._goal(name, value)
+  assert goal["holds"] is holds and goal["value"] == value

@@ -55,8 +55,11 @@ def test_finetune_restores_the_pretrained_encoder(synthetic_data_dir, pretrained
   pretrained = _model_from(tf.train.latest_checkpoint(pretrained_dir), train_mode="pretrain")
   for got, want in zip(_encoder_weights(job.model), _encoder_weights(pretrained)):
     np.testing.assert_array_equal(got, want)
-  first = job.model.projection_head.linear_layers[0] if hasattr(job.model.projection_head, "linear_layers") else None
-  assert first is not None
+  # ft_proj_selector=1: the first projection-head layer (SimCLRv2 fine-tunes from it) comes from the checkpoint too
+  got, want = job.model.projection_head.linear_layers[0].weights, pretrained.projection_head.linear_layers[0].weights
+  assert got and len(got) == len(want)
+  for g, w in zip(got, want):
+    np.testing.assert_array_equal(g.numpy(), w.numpy())
   assert all(not np.any(v.numpy()) for v in job.model.supervised_head.weights)  # zero_init_logits_layer
 
 

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from simclr_mura import evaluation, input_pipeline
+from simclr_mura import augment, evaluation, input_pipeline
 from simclr_mura.config import Config
 from simclr_mura.model import build_model
 
@@ -41,19 +41,34 @@ def test_bad_train_crop_flag_is_refused():
     flags.config_from_argv(["--model_dir=m", "--train_crop=centre"])
 
 
-def test_eval_data_is_distributed_once_and_gives_the_same_scores(synthetic_data_dir):
+def test_eval_images_are_preprocessed_once_then_served_from_the_cache(synthetic_data_dir, monkeypatch):
+  decoded = []  # one entry per image the evaluation pipeline preprocesses
+  preprocess = augment.preprocess_for_eval
+
+  def counting(image, *args, **kwargs):
+    out = preprocess(image, *args, **kwargs)
+    tick = tf.py_function(lambda: decoded.append(1) or 0, [], tf.int32)
+    with tf.control_dependencies([tick]):
+      return tf.identity(out)
+
+  monkeypatch.setattr(augment, "preprocess_for_eval", counting)
   config = Config(dataset="mura_synthetic/elbow", data_dir=synthetic_data_dir, image_size=32, resnet_depth=18,
                   width_multiplier=0.25, train_mode="finetune", cache_dataset=True, model_dir="unused")
   builder = input_pipeline.load_builder(config)
   strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
   with strategy.scope():
     model = build_model(config)
+  step = evaluation.make_predict_step(model)
   cached = input_pipeline.eval_data(builder, config, "validation", 16)
-  first = evaluation.predict(model, strategy, cached)
-  again = evaluation.predict(model, strategy, cached)  # second pass: images from the in-memory cache
-  assert cached.distributed(strategy) is cached.distributed(strategy)
+  padded = cached.num_batches * 16
+  first = evaluation.predict(step, strategy, cached)
+  assert len(decoded) == padded
+  again = evaluation.predict(step, strategy, cached)  # every epoch's validation after the first
+  assert len(decoded) == padded  # nothing preprocessed again: served from the cache
   fresh = input_pipeline.eval_data(builder, Config(**{**config.to_dict(), "cache_dataset": False}), "validation", 16)
-  uncached = evaluation.predict(model, strategy, fresh)
+  uncached = evaluation.predict(step, strategy, fresh)
+  evaluation.predict(step, strategy, fresh)
+  assert len(decoded) == 3 * padded  # without --cache_dataset each pass preprocesses every image
   assert len(first) == input_pipeline.num_examples(builder, "validation")
   pd.testing.assert_frame_equal(first, again)
   np.testing.assert_allclose(first["probability"], uncached["probability"], rtol=1e-5, atol=1e-6)

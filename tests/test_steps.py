@@ -37,7 +37,6 @@ def test_two_replicas_contrast_against_the_global_batch(monkeypatch):
   strategy = two_cpu_strategy()
   seen, metrics = _run_step(strategy, monkeypatch)
   assert seen and all(tuple(s) == (4, 8) for s in seen)  # 4 images per replica, negatives from all 8
-  assert len(strategy.experimental_local_results(metrics["contrast_loss"])) == 2
 
 
 def test_one_device_contrasts_its_own_batch(monkeypatch):

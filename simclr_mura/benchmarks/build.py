@@ -106,9 +106,8 @@ def _folder_mib(path: str) -> float:
   return total / 2**20
 
 
-def measure_build(scale: float, work_dir: str, dataset: str = DATASET,
-                  log: Callable[[str], None] = print) -> dict[str, Any]:
-  """Prepares `dataset` at `scale` from scratch in a subprocess under `work_dir`; returns its timings and memory.
+def measure_build(scale: float, work_dir: str, log: Callable[[str], None] = print) -> dict[str, Any]:
+  """Prepares `DATASET` at `scale` from scratch in a subprocess under `work_dir`; returns its timings and memory.
 
   The prepared dataset stays in `result["data_dir"]` (the caller decides when to remove it).
   """
@@ -117,7 +116,7 @@ def measure_build(scale: float, work_dir: str, dataset: str = DATASET,
   result_file = os.path.join(work_dir, f"build_result_{os.path.basename(data_dir)}.json")
   log_file = os.path.join(work_dir, f"build_log_{os.path.basename(data_dir)}.txt")
   cmd = [sys.executable, "-m", "simclr_mura.benchmarks.build", f"--data_dir={data_dir}", f"--scale={scale:g}",
-         f"--dataset={dataset}", f"--result={result_file}"]
+         f"--result={result_file}"]
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
   start = time.perf_counter()
   with open(log_file, "w", encoding="utf-8") as out:
@@ -140,7 +139,7 @@ def measure_build(scale: float, work_dir: str, dataset: str = DATASET,
   os.remove(log_file)
   images = child["images"]
   result = {
-      "dataset": dataset, "scale": scale, "images": images, "examples_written": child["examples_written"],
+      "dataset": DATASET, "scale": scale, "images": images, "examples_written": child["examples_written"],
       "splits": child["splits"],
       "generate_seconds": child["generate_seconds"],
       "generate_images_per_sec": images / child["generate_seconds"] if child["generate_seconds"] else None,
@@ -177,20 +176,15 @@ def _child(argv: Sequence[str]) -> int:
   p = argparse.ArgumentParser(prog="python -m simclr_mura.benchmarks.build")
   p.add_argument("--data_dir", required=True)
   p.add_argument("--scale", type=float, required=True)
-  p.add_argument("--dataset", default=DATASET)
   p.add_argument("--result", required=True)
-  p.add_argument("--progress", action="store_true", help="show TFDS's progress bars")
   args = p.parse_args(argv)
 
-  t0 = time.perf_counter()
   from absl import logging  # pylint: disable=g-import-not-at-top
   logging.set_verbosity(logging.WARNING)
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   from simclr_mura import prepare  # pylint: disable=g-import-not-at-top
   from simclr_mura.datasets import synthetic  # pylint: disable=g-import-not-at-top
-  if not args.progress:
-    tfds.disable_progress_bar()
-  import_seconds = time.perf_counter() - t0
+  tfds.disable_progress_bar()
 
   phase: dict[str, float] = {}
   write_mura_tree = synthetic.write_mura_tree
@@ -220,12 +214,11 @@ def _child(argv: Sequence[str]) -> int:
 
   shutil.rmtree = timed_rmtree
   start = time.perf_counter()
-  builder = prepare.prepare(args.dataset, data_dir=args.data_dir, scale=args.scale)
+  builder = prepare.prepare(DATASET, data_dir=args.data_dir, scale=args.scale)
   prepare_seconds = time.perf_counter() - start
   splits = {k: int(v.num_examples) for k, v in builder.info.splits.items()}
   generate = phase.get("generate_seconds", 0.0)
   result = {
-      "import_seconds": import_seconds,
       "prepare_seconds": prepare_seconds,
       "generate_seconds": generate,
       "generate_start_unix": phase.get("generate_start_unix", 0.0),

@@ -29,6 +29,7 @@ class PipelineSettings:
   repeats: int = 3
   cores: int | None = 2  # None: TensorFlow's default pool (all cores)
   stages: bool = True  # also time each stage once (read, decode, resize, one view)
+  profile: bool = True  # trace the pretraining pipeline and summarise kernel time by op
   profile_dir: str | None = None  # keep the trace here (else a temporary folder)
   profile_batches: int = 10
 
@@ -54,16 +55,14 @@ def decode_dataset(builder: tfds.core.DatasetBuilder, s: PipelineSettings) -> tf
 def stage_datasets(builder: tfds.core.DatasetBuilder, config: Config,
                    s: PipelineSettings) -> dict[str, tf.data.Dataset]:
   """Cumulative pipelines, each one stage longer: their rates attribute the cost per image to each stage."""
-  size = s.image_size
   raw = builder.as_dataset(split=s.split, shuffle_files=True, read_config=_read_config(),
                            decoders={"image": tfds.decode.SkipDecoding()}).repeat()
   decoded = builder.as_dataset(split=s.split, shuffle_files=True, read_config=_read_config()).repeat()
 
+  view = input_pipeline.train_view(config, pretrain=True)  # `config` carries the measured image size
+
   def one_view(e):
-    return augment.preprocess_for_train(augment.to_float(e["image"]), size, size,
-                                        color_jitter_strength=config.color_jitter_strength,
-                                        rotation_degrees=config.rotation_degrees,
-                                        translate_fraction=config.translate_fraction)
+    return view(augment.to_float(e["image"]))
 
   auto = tf.data.AUTOTUNE
   return {
@@ -153,7 +152,8 @@ def measure(builder: tfds.core.DatasetBuilder, config: Config, s: PipelineSettin
   }
   if s.stages:
     result["stages"] = _stages(builder, config, s, log)
-  result["profile"] = _profile(builder, config, s)
+  if s.profile:
+    result["profile"] = _profile(builder, config, s)
   return result
 
 
@@ -176,9 +176,7 @@ def _profile(builder: tfds.core.DatasetBuilder, config: Config, s: PipelineSetti
   Traced on `input_fn(None)` itself (the same host work): behind `distribute_datasets_from_function` the pipeline's
   kernels run in a multi-device iterator whose threads the trace does not show.
   """
-  input_fn = input_pipeline.train_input_fn(builder, config, s.split, True, s.batch_size, seed=config.seed + 1)
-  it = iter(input_fn(None).with_options(common.threading_options(s.cores)))
-  _consume(it, s.warmup_batches)
+  it = _warm_host_iterator(builder, config, s, seed=config.seed + 1)
   with common.trace_dir(s.profile_dir, "input_pipeline") as logdir:
     with common.trace(logdir):
       with common.Timed() as t:
@@ -194,8 +192,13 @@ def _profile(builder: tfds.core.DatasetBuilder, config: Config, s: PipelineSetti
 
 def host_rate(builder: tfds.core.DatasetBuilder, config: Config, s: PipelineSettings) -> float:
   """Views per second of the pretraining pipeline alone on the host (no device), e.g. on a GPU machine."""
-  input_fn = input_pipeline.train_input_fn(builder, config.replace(image_size=s.image_size), s.split, True,
-                                           s.batch_size, seed=config.seed)
+  it = _warm_host_iterator(builder, config.replace(image_size=s.image_size), s, seed=config.seed)
+  return timed_rate(it, s.batches, 2 * s.batch_size)["per_sec"]
+
+
+def _warm_host_iterator(builder: tfds.core.DatasetBuilder, config: Config, s: PipelineSettings, seed: int) -> Iterator:
+  """The trainer's pretraining `input_fn(None)` on `s.cores` threads, past its warm-up batches."""
+  input_fn = input_pipeline.train_input_fn(builder, config, s.split, True, s.batch_size, seed=seed)
   it = iter(input_fn(None).with_options(common.threading_options(s.cores)))
   _consume(it, s.warmup_batches)
-  return timed_rate(it, s.batches, 2 * s.batch_size)["per_sec"]
+  return it

@@ -47,16 +47,9 @@ def parse_setting(setting: str) -> tuple[str, bool]:
 
 @dataclasses.dataclass
 class Trainable:
-  """A model, its optimizer and a loop `loop(iterator, num_steps) -> {metric: mean}` as the trainer runs it."""
+  """A model and the trainer's loop over it, `loop(iterator, num_steps) -> {metric: mean}` (no global step)."""
   model: keras.Model
-  optimizer: keras.optimizers.Optimizer
   loop: Callable
-  metric_names: tuple[str, ...]
-
-
-def _loop(strategy: tf.distribute.Strategy, step_fn: Callable, names: tuple[str, ...]) -> Callable:
-  """The trainer's loop (without the global step)."""
-  return steps.make_train_loop(strategy, step_fn, names)
 
 
 def simclr(config: Config, strategy: tf.distribute.Strategy, num_examples: int = 100_000) -> Trainable:
@@ -68,7 +61,7 @@ def simclr(config: Config, strategy: tf.distribute.Strategy, num_examples: int =
     optimizer.build(model.trainable_variables)
   step_fn = steps.make_train_step(model, optimizer, config, strategy)
   names = steps.metric_names(config)
-  return Trainable(model, optimizer, _loop(strategy, step_fn, names), names)
+  return Trainable(model, steps.make_train_loop(strategy, step_fn, names))
 
 
 def supervised(config: Config, strategy: tf.distribute.Strategy) -> Trainable:
@@ -97,7 +90,7 @@ def supervised(config: Config, strategy: tf.distribute.Strategy) -> Trainable:
     optimizer.apply_gradients(zip(grads, model.trainable_variables))
     return {"total_loss": loss}
 
-  return Trainable(model, optimizer, _loop(strategy, step_fn, ("total_loss",)), ("total_loss",))
+  return Trainable(model, steps.make_train_loop(strategy, step_fn, ("total_loss",)))
 
 
 def constant_iterator(strategy: tf.distribute.Strategy, global_batch: int, size: int, channels: int) -> Iterator:
@@ -274,7 +267,6 @@ class GpuSettings:
   warmup_loops: int = 1
   repeats: int = 3
   supervised_all: bool = False  # supervised under every setting, not only under the fastest pretraining one
-  pipeline_cores: int | None = None  # None: all of TensorFlow's default pool
   profile_dir: str | None = None  # trace one pipeline-fed loop per setting here (TensorBoard's Profile tab)
 
 
@@ -295,7 +287,7 @@ def measure_gpu(builder: tfds.core.DatasetBuilder, config: Config, s: GpuSetting
   progress: called with the results so far after each measurement (to save them if the run is cut short).
   """
   views = 2 * s.batch_size
-  pipe = pipeline.PipelineSettings(image_size=s.image_size, batch_size=s.batch_size, cores=s.pipeline_cores)
+  pipe = pipeline.PipelineSettings(image_size=s.image_size, batch_size=s.batch_size, cores=None)  # TF's default pool: all cores
   results: dict[str, Any] = {}
   for setting in s.settings:
     precision, xla = parse_setting(setting)

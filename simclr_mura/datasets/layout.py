@@ -6,6 +6,7 @@ Sources: the contract (`shared/CONTRACT.md` section 2) for config, feature and s
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 
 # The seven MURA study types, in the contract's ClassLabel order.
 STUDY_TYPES: tuple[str, ...] = ("elbow", "finger", "forearm", "hand", "humerus", "shoulder", "wrist")
@@ -52,3 +53,8 @@ class ImageRecord:
   official_split: str  # train | valid
   path: str
   passthrough: bool = True  # already an 8-bit grayscale PNG: its bytes are stored unchanged
+
+
+def stable_hash64(text: str) -> int:
+  """A stable 64-bit value of a string (first 8 bytes of its SHA-256; unlike Python's salted `hash`)."""
+  return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")

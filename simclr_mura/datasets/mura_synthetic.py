@@ -36,14 +36,6 @@ class MuraSynthetic(builder.MuraBuilderBase):
     super().__init__(**kwargs)
     self._original_state.update(scale=self._scale, seed=self._seed)  # for pickling
 
-  @property
-  def scale(self) -> float:
-    return self._scale
-
-  @property
-  def seed(self) -> int:
-    return self._seed
-
   def _build_data_dir(self, given_data_dir: str | None) -> tuple[str, str]:
     """Default size: the usual `<data_dir>/mura_synthetic/<config>/<version>`; other sizes get their own folder."""
     if (self._scale, self._seed) == (DEFAULT_SCALE, DEFAULT_SEED):

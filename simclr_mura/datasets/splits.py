@@ -7,7 +7,6 @@ of `train`'s images, label-stratified, deterministic.
 from __future__ import annotations
 
 import collections
-import hashlib
 import math
 from typing import Sequence
 
@@ -20,7 +19,7 @@ SUBSET_SEED = "simclr_mura/label-subsets/v1"
 
 def _unit_hash(text: str) -> float:
   """A stable value in [0, 1) (SHA-256, unlike Python's salted `hash`)."""
-  return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big") / 2.0**64
+  return layout.stable_hash64(text) / 2.0**64
 
 
 def is_validation_patient(patient_id: str) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import dataclasses
-import hashlib
 import math
 import multiprocessing
 import os
@@ -74,7 +73,7 @@ class Study:
 
 def _seed(*parts) -> int:
   """A stable 64-bit seed from strings/ints (SHA-256)."""
-  return int.from_bytes(hashlib.sha256("/".join(map(str, parts)).encode()).digest()[:8], "big")
+  return layout.stable_hash64("/".join(map(str, parts)))
 
 
 def _views_per_study(num_images: int, num_studies: int, rng: np.random.Generator) -> np.ndarray:

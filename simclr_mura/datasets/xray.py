@@ -141,9 +141,9 @@ class Film:
     rmax = max(b.r, b.r0, b.r1)
     pts = [b.p0, b.p1]
     if b.fracture:
-      t, _, _, shift, angle, _ = b.fracture
+      t, obl, gap, shift, angle, shortening = b.fracture
       length = math.dist(b.p0, b.p1)
-      pts.append(_displace(b.p1, b, t, shift, angle, b.fracture[5]))
+      pts.append(_displace(b.p1, b, t, shift, angle, shortening))
       rmax += abs(shift) + abs(angle) * length
     win = self._window(pts, rmax)
     if win is None:
@@ -152,23 +152,22 @@ class Film:
     if not b.fracture:
       self.bone[sl] += _tube_field(b, u, v)
       return
-    t, obl, gap, shift, angle, shortening = b.fracture
     ax, ay, length = axis(b)
     fx, fy = b.p0[0] + ax * t * length, b.p0[1] + ay * t * length
-    # proximal piece: pixels before the (oblique, slightly jagged) fracture line
-    along = (u - fx) * ax + (v - fy) * ay
-    perp = -(u - fx) * ay + (v - fy) * ax
-    line = along + math.tan(obl) * perp + 0.15 * b.r * np.sin(perp / max(b.r, 1e-3) * 5.0)
-    near = _tube_field(b, u, v) * _smoothstep(-line - gap / 2, 0.004)
+
+    def line_at(uu, vv):  # signed distance past the (oblique, slightly jagged) fracture line
+      along = (uu - fx) * ax + (vv - fy) * ay
+      perp = -(uu - fx) * ay + (vv - fy) * ax
+      return along + math.tan(obl) * perp + 0.15 * b.r * np.sin(perp / max(b.r, 1e-3) * 5.0)
+
+    # proximal piece: pixels before the fracture line
+    near = _tube_field(b, u, v) * _smoothstep(-line_at(u, v) - gap / 2, 0.004)
     # distal piece: same bone, rotated by `angle` about the fracture point, shifted sideways and along the axis
     ca, sa = math.cos(-angle), math.sin(-angle)
     du = u - fx - (-ay) * shift + ax * shortening
     dv = v - fy - ax * shift + ay * shortening
     u2, v2 = ca * du - sa * dv + fx, sa * du + ca * dv + fy
-    along2 = (u2 - fx) * ax + (v2 - fy) * ay
-    perp2 = -(u2 - fx) * ay + (v2 - fy) * ax
-    line2 = along2 + math.tan(obl) * perp2 + 0.15 * b.r * np.sin(perp2 / max(b.r, 1e-3) * 5.0)
-    far = _tube_field(b, u2, v2) * _smoothstep(line2 - gap / 2, 0.004)
+    far = _tube_field(b, u2, v2) * _smoothstep(line_at(u2, v2) - gap / 2, 0.004)
     self.bone[sl] += near + far
 
   def _blob(self, b: Blob) -> None:
@@ -270,7 +269,7 @@ def _segment_distance(u, v, p0: Point, p1: Point):
   return np.hypot(u - p0[0] - tc * dx, v - p0[1] - tc * dy), t
 
 
-def _chord(d, radius, cortex: float):
+def _chord(d, radius, cortex):
   """Attenuation through a hollow tube of outer radius `radius` at distance d from its axis."""
   inner = radius * (1 - cortex)
   outer_c = np.sqrt(np.maximum(radius * radius - d * d, 0))
@@ -287,10 +286,7 @@ def _tube_field(b: Bone, u, v):
   radius = b.r + (b.r0 - b.r) * g0 + (b.r1 - b.r) * g1
   # ends are spongy bone with a thinner cortex than the shaft
   cortex = b.cortex * (1 - 0.5 * np.maximum(g0, g1))
-  inner = radius * (1 - cortex)
-  outer_c = np.sqrt(np.maximum(radius * radius - d * d, 0))
-  inner_c = np.sqrt(np.maximum(inner * inner - d * d, 0))
-  field = 2 * b.density * (MU_CORTEX * (outer_c - inner_c) + MU_MARROW * inner_c)
+  field = b.density * _chord(d, radius, cortex)
   if b.physis:
     length = math.dist(b.p0, b.p1)
     band = np.abs((1 - t) * length - b.physis) if b.physis > 0 else np.abs(t * length + b.physis)
