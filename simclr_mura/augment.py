@@ -58,15 +58,17 @@ def distorted_bounding_box_crop(image: tf.Tensor,
   return tf.slice(image, begin, size)  # a view: only the crop is resized afterwards
 
 
-def random_crop_with_resize(image: tf.Tensor, height: int, width: int, p: float = 1.0) -> tf.Tensor:
-  """SimCLR crop_and_resize: random crop (area 0.08-1, aspect 3/4-4/3 of width/height, object covered >= 0.1,
-  100 attempts) then bicubic resize of the crop only to [height, width]. With probability 1 - p, resize only."""
+def random_crop_with_resize(image: tf.Tensor, height: int, width: int, p: float = 1.0,
+                            min_area: float = 0.08) -> tf.Tensor:
+  """SimCLR crop_and_resize: random crop (area min_area-1, SimCLR's 0.08; aspect 3/4-4/3 of width/height, object
+  covered >= 0.1, 100 attempts) then bicubic resize of the crop only to [height, width]. With probability 1 - p,
+  resize only."""
   aspect_ratio = width / height
 
   def crop(x):
     x = distorted_bounding_box_crop(x, min_object_covered=0.1,
                                     aspect_ratio_range=(3. / 4. * aspect_ratio, 4. / 3. * aspect_ratio),
-                                    area_range=(0.08, 1.0), max_attempts=100)
+                                    area_range=(min_area, 1.0), max_attempts=100)
     return _resize_bicubic(x, height, width)
 
   if p >= 1.0:
@@ -309,6 +311,7 @@ def preprocess_for_train(image: tf.Tensor,
                          width: int,
                          color_jitter_strength: float = 1.0,
                          crop: bool = True,
+                         crop_min_area: float = 0.08,
                          flip: bool = True,
                          color_distort: bool = True,
                          rotation_degrees: float = 0.0,
@@ -320,7 +323,7 @@ def preprocess_for_train(image: tf.Tensor,
   """
   image = to_float(image)
   if crop:
-    image = random_crop_with_resize(image, height, width)
+    image = random_crop_with_resize(image, height, width, min_area=crop_min_area)
   else:
     image = _resize_bicubic(image, height, width)
   if flip:

@@ -36,6 +36,7 @@ class Config:
   # training views: SimCLR's random resized crop (area 0.08-1), or `none` (the whole image resized, as the MURA paper's
   # baseline: a crop can cut a small finding out of an abnormal image and leave its label wrong)
   train_crop: str = "random"
+  crop_min_area: float = 0.08  # smallest crop area of `random`, as a fraction of the image (SimCLR: 0.08, fixed)
   rotation_degrees: float = 0.0  # optional extra: random rotation in [-d, d] (the study and the MURA paper used 30)
   translate_fraction: float = 0.0  # optional extra: random translation up to this fraction of the side
 

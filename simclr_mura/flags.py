@@ -42,6 +42,9 @@ flags.DEFINE_float("color_jitter_strength", _D.color_jitter_strength, "Strength 
 flags.DEFINE_bool("use_blur", _D.use_blur, "Gaussian blur augmentation while pretraining.")
 flags.DEFINE_enum("train_crop", _D.train_crop, ["random", "none"],
                   "Training views: SimCLR's random resized crop, or none (whole image resized, as the MURA paper).")
+flags.DEFINE_float("crop_min_area", _D.crop_min_area,
+                   "Smallest area of --train_crop=random's crop, as a fraction of the image (SimCLR: 0.08).",
+                   lower_bound=0.01, upper_bound=1.0)
 flags.DEFINE_float("rotation_degrees", _D.rotation_degrees, "Random rotation up to this many degrees (0: off).")
 flags.DEFINE_float("translate_fraction", _D.translate_fraction, "Random translation up to this fraction (0: off).")
 

@@ -94,7 +94,7 @@ def train_view(config: Config, pretrain: bool) -> Callable[[tf.Tensor], tf.Tenso
   def view(image: tf.Tensor) -> tf.Tensor:
     return augment.preprocess_for_train(
         image, size, size, color_jitter_strength=config.color_jitter_strength, color_distort=pretrain,
-        crop=config.train_crop == "random",
+        crop=config.train_crop == "random", crop_min_area=config.crop_min_area,
         rotation_degrees=config.rotation_degrees, translate_fraction=config.translate_fraction)
 
   return view

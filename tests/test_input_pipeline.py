@@ -35,6 +35,30 @@ def test_train_crop_random_is_simclr_random_resized_crop():
   assert fraction.std() > 0.1  # crops of 8-100% of the area: some mostly bright, some mostly dark
 
 
+def _crop_widths(crop_min_area: float, samples: int = 40) -> np.ndarray:
+  """Width of each random crop as a fraction of the image's, read off a left-to-right ramp (flips keep the range)."""
+  ramp = tf.constant(np.tile(np.linspace(0, 255, 96), (96, 1))[:, :, None].astype(np.uint8))
+  preprocess = input_pipeline.train_preprocess(
+      Config(image_size=32, train_crop="random", crop_min_area=crop_min_area, model_dir="unused"), pretrain=False)
+  views = np.stack([preprocess({"image": ramp, "label": tf.constant(0)})[0].numpy() for _ in range(samples)])
+  return views.max(axis=(1, 2, 3)) - views.min(axis=(1, 2, 3))
+
+
+def test_crop_min_area_bounds_the_random_crop():
+  # area = width * height >= min_area and height <= 1, so every crop is at least min_area wide (less the half pixel
+  # at each edge that a 32-px view samples)
+  assert _crop_widths(0.6).min() > 0.6 - 0.05
+  assert _crop_widths(0.08).min() < 0.5  # SimCLR's default reaches far smaller crops
+  np.testing.assert_allclose(_crop_widths(1.0, samples=5), _crop_widths(1.0, samples=1)[0], atol=1e-6)  # whole
+
+
+def test_bad_crop_min_area_is_refused():
+  from simclr_mura import flags
+  for bad in ("0", "1.5"):
+    with pytest.raises(Exception, match="crop_min_area"):
+      flags.config_from_argv(["--model_dir=m", f"--crop_min_area={bad}"])
+
+
 def test_bad_train_crop_flag_is_refused():
   from simclr_mura import flags
   with pytest.raises(Exception, match="train_crop"):
