@@ -45,6 +45,8 @@ def predict_paths(model_dir: str, paths: list[str], threshold: float | None = No
   with open(os.path.join(export_dir, PREPROCESSING_FILE)) as f:
     prep = json.load(f)
   size = int(prep["image_size"])
+  # Exports made before `center_crop` was recorded applied the same rule (augment.eval_crops) when evaluated.
+  crop = bool(prep.get("center_crop", augment.eval_crops(size)))
   threshold = prep["threshold"] if threshold is None else threshold
   model = tf.saved_model.load(export_dir)
 
@@ -54,7 +56,7 @@ def predict_paths(model_dir: str, paths: list[str], threshold: float | None = No
     try:
       data = tf.io.read_file(path)
       image = tf.io.decode_png(data, channels=1)
-      batch.append(augment.preprocess_for_eval(augment.to_float(image), size, size, crop=prep["center_crop"]))
+      batch.append(augment.preprocess_for_eval(augment.to_float(image), size, size, crop=crop))
       rows.append({"image": path, "study": study})
     except (tf.errors.OpError, ValueError) as e:
       errors.append(f"{path}: not a readable PNG ({str(e).splitlines()[0][:120]})")

@@ -180,6 +180,15 @@ def test_export_then_predict_matches_evaluation(finetuned_dir, synthetic_data_di
   for _, row in per_study.iterrows():
     assert row["probability"] == pytest.approx(per_image[per_image["study"] == row["study"]]["probability"].mean())
 
+  # An export written before preprocessing.json recorded `center_crop` predicts the same.
+  older = tmp_path / "older_run"
+  shutil.copytree(os.path.join(model_dir, "export"), older / "export")
+  prep = json.loads((older / "export" / "preprocessing.json").read_text())
+  del prep["center_crop"]
+  (older / "export" / "preprocessing.json").write_text(json.dumps(prep))
+  again, _, _ = predict.predict_paths(str(older), folders)
+  np.testing.assert_allclose(again["probability"], per_image["probability"], atol=1e-6)
+
   capsys.readouterr()
   code = predict.run([f"--model_dir={model_dir}", folders[0], f"--out={tmp_path / 'p.csv'}"])
   assert code == 0 and "probability" in capsys.readouterr().out
