@@ -26,6 +26,20 @@ def split_cpu(replicas: int) -> None:
                       "split; set it before anything else runs") from e
 
 
+def mirrored_strategy(devices: list[str]) -> tf.distribute.MirroredStrategy:
+  """A MirroredStrategy over `devices` with collective keys of its own.
+
+  Each MirroredStrategy in one process starts its collective group/instance keys at the same base, so strategies made
+  one after another in one process (the study runner, the tests) collide at run time ("Collective instance 100
+  expected type ..."). As TensorFlow's own test combinations do (strategy_combinations.py), the base is moved on
+  before and after, so neither an earlier nor a later strategy shares this one's keys.
+  """
+  tf.distribute.MirroredStrategy._collective_key_base += 100000  # pylint: disable=protected-access
+  strategy = tf.distribute.MirroredStrategy(devices)
+  tf.distribute.MirroredStrategy._collective_key_base += 100000  # pylint: disable=protected-access
+  return strategy
+
+
 def make_strategy(config: Config) -> tf.distribute.Strategy:
   """The strategy `config.strategy` names (contract section 3: `auto` = TPU, else all GPUs, else one device)."""
   name = config.strategy
@@ -48,13 +62,7 @@ def make_strategy(config: Config) -> tf.distribute.Strategy:
     split_cpu(config.cpu_replicas)
   gpus = tf.config.list_logical_devices("GPU")
   if name == "mirrored":
-    # Each MirroredStrategy in one process starts its collective keys at the same base; runs made one after another
-    # in one process (the study runner) would collide, so give each a fresh range (as TensorFlow's own tests do).
-    tf.distribute.MirroredStrategy._collective_key_base += 100000  # pylint: disable=protected-access
-    if gpus:
-      return tf.distribute.MirroredStrategy([d.name for d in gpus])
-    cpus = tf.config.list_logical_devices("CPU")
-    return tf.distribute.MirroredStrategy([d.name for d in cpus])
+    return mirrored_strategy([d.name for d in (gpus or tf.config.list_logical_devices("CPU"))])
   if name == "one_device":
     return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
   raise UserError(f"unknown --strategy={name}; accepted: auto, one_device, mirrored, multi_worker, tpu")

@@ -10,18 +10,14 @@ import os
 import sys
 from typing import Sequence
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import tensorflow_datasets as tfds
+from PIL import Image
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  pylint: disable=g-import-not-at-top
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import tensorflow_datasets as tfds  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from simclr_mura import input_pipeline  # noqa: E402
-from simclr_mura import prepare as prepare_lib  # noqa: E402
-from simclr_mura.datasets import layout  # noqa: E402
+from simclr_mura import figures, input_pipeline
+from simclr_mura import prepare as prepare_lib
+from simclr_mura.datasets import layout
 
 SPLIT_TITLES = {"train": "Train", "validation": "Validation", "test": "Test (official valid)",
                 "train_10pct": "Train 10%", "train_1pct": "Train 1%"}
@@ -85,7 +81,8 @@ def counts_markdown(counts: pd.DataFrame, dataset: str) -> str:
 def plot_label_distribution(counts: pd.DataFrame, path: str, dataset: str) -> None:
   """Grouped bars (normal vs abnormal images) per study type, one panel per split."""
   splits = [s for s in ("train", "validation", "test") if s in set(counts["split"])]
-  fig, axes = plt.subplots(1, len(splits), figsize=(4.2 * len(splits), 3.8), squeeze=False)
+  fig = figures.new_figure(4.2 * len(splits), 3.8)
+  axes = fig.subplots(1, len(splits), squeeze=False)
   for ax, split in zip(axes[0], splits):
     part = counts[(counts["split"] == split) & (counts["study_type"] != "total")]
     x = np.arange(len(part))
@@ -98,9 +95,7 @@ def plot_label_distribution(counts: pd.DataFrame, path: str, dataset: str) -> No
     ax.margins(y=0.15)
   axes[0][0].legend()
   fig.suptitle(f"Label distribution per study type: {dataset}")
-  fig.tight_layout()
   fig.savefig(path, dpi=110)
-  plt.close(fig)
 
 
 def collect_samples(builder: tfds.core.DatasetBuilder, split: str, study_types: Sequence[str],
@@ -120,7 +115,8 @@ def collect_samples(builder: tfds.core.DatasetBuilder, split: str, study_types: 
 def plot_samples(samples: dict, study_type: str, path: str, split: str) -> None:
   """Rows normal / abnormal, columns the samples, each titled by patient and study."""
   n = max(1, max(len(samples[(study_type, l)]) for l in layout.LABELS))
-  fig, axes = plt.subplots(2, n, figsize=(2.6 * n, 5.8), squeeze=False)
+  fig = figures.new_figure(2.6 * n, 5.8)
+  axes = fig.subplots(2, n, squeeze=False)
   for row, label in enumerate(layout.LABELS):
     items = samples[(study_type, label)]
     for col in range(n):
@@ -137,9 +133,7 @@ def plot_samples(samples: dict, study_type: str, path: str, split: str) -> None:
       if col == 0:
         ax.set_ylabel(label, fontsize=12, color=_COLORS[label])
   fig.suptitle(f"{study_type.capitalize()}: normal (top) and abnormal (bottom) studies, {split} split")
-  fig.tight_layout()
   fig.savefig(path, dpi=110)
-  plt.close(fig)
 
 
 def explore(dataset: str, out_dir: str, data_dir: str | None = None, mura_dir: str | None = None) -> dict[str, str]:

@@ -16,19 +16,13 @@ except RuntimeError:  # already initialised by an earlier import
 
 import pytest  # noqa: E402
 
+from simclr_mura.distribute import mirrored_strategy  # noqa: E402
+
 
 def two_cpu_strategy() -> tf.distribute.MirroredStrategy:
-  """MirroredStrategy on the two logical CPUs set up above, with collective keys of its own.
-
-  Every MirroredStrategy in a process starts its collective group/instance keys at the same numbers, so strategies
-  made by different tests collide at run time ("Collective instance 100 expected type ..."). TF's own test
-  combinations (strategy_combinations.py) bump this class attribute for each new strategy; so do we, before and
-  after, so that a later strategy made elsewhere does not reuse this one's keys either.
-  """
-  tf.distribute.MirroredStrategy._collective_key_base += 100000  # pylint: disable=protected-access
-  strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-  tf.distribute.MirroredStrategy._collective_key_base += 100000  # pylint: disable=protected-access
-  return strategy
+  """MirroredStrategy on the two logical CPUs set up above, with collective keys of its own (see
+  `distribute.mirrored_strategy`: strategies made by different tests would otherwise collide)."""
+  return mirrored_strategy(["/cpu:0", "/cpu:1"])
 
 
 import os as _os  # noqa: E402

@@ -312,7 +312,8 @@ def test_get_config_round_trip():
 
 @pytest.mark.parametrize("train_mode", ["pretrain", "finetune"])
 def test_trainer_optimizer_exclusions_for_the_supervised_head(train_mode):
-  """Both modes keep the head out of weight decay (SimCLR); only pretraining's probe keeps the trust ratio."""
+  """Both modes keep the head out of weight decay (SimCLR); only pretraining's probe (kernel and bias) keeps the
+  trust ratio."""
   from simclr_mura import optim
   from simclr_mura.config import Config
   from simclr_mura.model import build_model
@@ -322,9 +323,15 @@ def test_trainer_optimizer_exclusions_for_the_supervised_head(train_mode):
   opt = optim.build_optimizer(config, 0.1)
   opt.build(model.trainable_variables)
   paths = [v.path for v in model.trainable_variables]
-  head = [i for i, p in enumerate(paths) if "head_supervised" in p and p.endswith("kernel")]
+  head = [i for i, p in enumerate(paths) if "head_supervised" in p]
   conv = [i for i, p in enumerate(paths) if "conv" in p and p.endswith("kernel")]
-  assert head and conv
-  assert not any(opt._decay_flags[i] for i in head)
+  norms = [i for i, p in enumerate(paths) if "batch_norm" in p]
+  assert len(head) == 2 and conv and norms  # the probe's kernel and bias
+  assert not any(opt._decay_flags[i] for i in head + norms)
   assert all(opt._decay_flags[i] and opt._adapt_flags[i] for i in conv)
-  assert all(opt._adapt_flags[i] for i in head) == (train_mode == "pretrain")
+  # pretraining's probe, bias included, keeps the trust ratio; fine-tuning's head and batch norm don't
+  assert [opt._adapt_flags[i] for i in head] == [train_mode == "pretrain"] * 2
+  assert not any(opt._adapt_flags[i] for i in norms)
+  # no other layer of this model has a bias; one that had would stay outside the trust ratio, as in SimCLR
+  assert not opt._do_layer_adaptation_for_path("simclr_model/projection_head/dense_1/bias")
+  assert opt._do_layer_adaptation_for_path("simclr_model/head_supervised/bias") == (train_mode == "pretrain")
