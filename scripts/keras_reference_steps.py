@@ -105,18 +105,16 @@ def main(argv: list[str] | None = None) -> int:
     size, batch = max(32, int(size * args.scale)), max(1, int(batch * args.scale))
     for precision in [p for p in args.precisions.split(",") if p]:
       try:
-        run = time_setting(model_name, size, batch, precision, args.steps, args.warmup, args.seed)
+        run = dict(time_setting(model_name, size, batch, precision, args.steps, args.warmup, args.seed), setting=name)
+        line = f"{run['warmup_s']:9.1f} {1000 * run['median_step_s']:9.1f} {run['images_per_sec']:10.1f}"
       except Exception as e:  # pylint: disable=broad-except
         if "RESOURCE_EXHAUSTED" not in str(e) and "out of memory" not in str(e).lower():
           raise
         keras.backend.clear_session()
-        results["runs"].append({"setting": name, "precision": precision, "error": "out of memory: " + str(e)[:300]})
-        print(f"{name:22} {precision:15} out of device memory", flush=True)
-        continue
-      run["setting"] = name
+        run = {"setting": name, "precision": precision, "error": "out of memory: " + str(e)[:300]}
+        line = "out of device memory"
       results["runs"].append(run)
-      print(f"{name:22} {precision:15} {run['warmup_s']:9.1f} {1000 * run['median_step_s']:9.1f} "
-            f"{run['images_per_sec']:10.1f}", flush=True)
+      print(f"{name:22} {precision:15} {line}", flush=True)
       with open(args.out, "w") as f:  # after every setting: a run cut short keeps what it measured
         json.dump(results, f, indent=1)
   return 0

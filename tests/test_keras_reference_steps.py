@@ -48,6 +48,10 @@ def test_out_of_memory_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
   assert [r["setting"] for r in runs] == ["resnet50_b512_224", "resnet50_b256_224"]
   assert runs[0]["error"].startswith("out of memory: RESOURCE_EXHAUSTED")
   assert runs[1]["images_per_sec"] == 512.0
+  # an out-of-memory last setting is on disk too
+  module.main([f"--out={out}", "--settings=resnet50_b512_224", "--precisions=float32"])
+  (only,) = json.loads(out.read_text())["runs"]
+  assert only["setting"] == "resnet50_b512_224" and "error" in only
 
 
 def test_other_errors_are_not_swallowed(tmp_path, monkeypatch):
