@@ -27,6 +27,7 @@ class Config:
   validation_split: str = "validation"  # evaluated every epoch while fine-tuning; never the test split
   data_dir: Optional[str] = None
   mura_dir: Optional[str] = None
+  synthetic_scale: Optional[float] = None  # mura_synthetic only: fraction of MURA's counts (None: the builder's 0.1)
   cache_dataset: bool = False
   image_size: int = 224
 
@@ -37,6 +38,9 @@ class Config:
   # baseline: a crop can cut a small finding out of an abnormal image and leave its label wrong)
   train_crop: str = "random"
   crop_min_area: float = 0.08  # smallest crop area of `random`, as a fraction of the image (SimCLR: 0.08, fixed)
+  # evaluation views: SimCLR's aspect-preserving centre crop of 0.875 (skipped at <= 32 px), or `none` (the whole image
+  # resized: the same geometry as training with train_crop=none, as the MURA paper evaluates)
+  eval_crop: str = "center"
   rotation_degrees: float = 0.0  # optional extra: random rotation in [-d, d] (the study and the MURA paper used 30)
   translate_fraction: float = 0.0  # optional extra: random translation up to this fraction of the side
 

@@ -39,7 +39,8 @@ def export_model(model: keras.Model, config: Config, export_dir: str, global_ste
   module = Exported()
   tf.saved_model.save(module, export_dir, signatures={"serving_default": module.serve})
   with tf.io.gfile.GFile(os.path.join(export_dir, PREPROCESSING_FILE), "w") as f:
-    json.dump({"image_size": size, "channels": 1, "value_range": [0.0, 1.0], "center_crop": augment.eval_crops(size),
+    json.dump({"image_size": size, "channels": 1, "value_range": [0.0, 1.0],
+               "center_crop": augment.eval_crops(size, config.eval_crop),
                "center_crop_proportion": augment.CROP_PROPORTION, "global_step": global_step,
                "threshold": config.threshold, "dataset": config.dataset, "train_mode": config.train_mode,
                "backbone": config.backbone}, f, indent=2)

@@ -34,6 +34,9 @@ flags.DEFINE_string("validation_split", _D.validation_split,
                     "Split evaluated every epoch while fine-tuning (model selection); never the test split.")
 flags.DEFINE_string("data_dir", _D.data_dir, "TFDS data_dir (prepared datasets); TFDS's default when unset.")
 flags.DEFINE_string("mura_dir", _D.mura_dir, "Folder holding MURA-v1.1/ (or MURA-v1.1/ itself): the manual download.")
+flags.DEFINE_float("synthetic_scale", _D.synthetic_scale,
+                   "mura_synthetic only: its size as a fraction of MURA v1.1's counts (unset: the default 0.1; 1.0: "
+                   "about 40,000 images). Another size is prepared in its own folder.", lower_bound=0.001)
 flags.DEFINE_bool("cache_dataset", _D.cache_dataset, "Cache the decoded dataset in memory (small datasets only).")
 flags.DEFINE_integer("image_size", _D.image_size, "Input image side in pixels.")
 
@@ -45,6 +48,9 @@ flags.DEFINE_enum("train_crop", _D.train_crop, ["random", "none"],
 flags.DEFINE_float("crop_min_area", _D.crop_min_area,
                    "Smallest area of --train_crop=random's crop, as a fraction of the image (SimCLR: 0.08).",
                    lower_bound=0.01, upper_bound=1.0)
+flags.DEFINE_enum("eval_crop", _D.eval_crop, ["center", "none"],
+                  "Evaluation views: SimCLR's centre crop of 0.875 (aspect preserving; skipped at <= 32 px), or none "
+                  "(whole image resized: the geometry --train_crop=none trains on, as the MURA paper).")
 flags.DEFINE_float("rotation_degrees", _D.rotation_degrees, "Random rotation up to this many degrees (0: off).")
 flags.DEFINE_float("translate_fraction", _D.translate_fraction, "Random translation up to this fraction (0: off).")
 

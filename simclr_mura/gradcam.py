@@ -64,13 +64,14 @@ def gradcam_grid(model_dir: str, out_png: str, per_outcome: int = 3) -> str:
 
   builder = input_pipeline.load_builder(config)
   images = {}
+  crop = augment.eval_crops(config.image_size, config.eval_crop)  # the evaluation's views
   test = builder.as_dataset(split="test", decoders={"image": tfds.decode.SkipDecoding()})  # decode only the picked
   for example in test.as_numpy_iterator():
     image_id = example["image_id"].decode()
     if image_id in wanted:
       image = tf.io.decode_png(example["image"], channels=1)
       images[image_id] = augment.preprocess_for_eval(augment.to_float(image), config.image_size, config.image_size,
-                                                     crop=augment.eval_crops(config.image_size)).numpy()
+                                                     crop=crop).numpy()
 
   columns = max(per_outcome, 1)
   fig = figures.new_figure(2.2 * columns, 2.4 * len(OUTCOMES))

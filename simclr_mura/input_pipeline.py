@@ -25,10 +25,13 @@ _NAMED_SPLITS = ("train", "validation", "test", "train_10pct", "train_1pct")
 
 
 def load_builder(config: Config) -> tfds.core.DatasetBuilder:
-  """The prepared TFDS builder of `config.dataset` (built on first use: `mura_synthetic` needs no download)."""
+  """The prepared TFDS builder of `config.dataset` (built on first use: `mura_synthetic` needs no download, at the
+  size `synthetic_scale` asks for)."""
   import simclr_mura.datasets  # noqa: F401  (registers the builders)
   from simclr_mura.prepare import prepare
-  return prepare(config.dataset, data_dir=config.data_dir, mura_dir=config.mura_dir)
+  if config.synthetic_scale is not None and not config.dataset.startswith("mura_synthetic/"):
+    raise UserError(f"--synthetic_scale applies to mura_synthetic only, not --dataset={config.dataset}")
+  return prepare(config.dataset, data_dir=config.data_dir, mura_dir=config.mura_dir, scale=config.synthetic_scale)
 
 
 def num_examples(builder: tfds.core.DatasetBuilder, split: str) -> int:
@@ -190,9 +193,10 @@ def eval_data(builder: tfds.core.DatasetBuilder, config: Config, split: str, glo
   num_batches = -(-n // global_batch_size)
   padding = num_batches * global_batch_size - n
   size = config.image_size
+  crop = augment.eval_crops(size, config.eval_crop)
 
   def preprocess(index: tf.Tensor, example: dict, valid: tf.Tensor):
-    image = augment.preprocess_for_eval(augment.to_float(example["image"]), size, size, crop=augment.eval_crops(size))
+    image = augment.preprocess_for_eval(augment.to_float(example["image"]), size, size, crop=crop)
     return image, index, valid
 
   def input_fn(input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:

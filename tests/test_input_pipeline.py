@@ -96,3 +96,46 @@ def test_eval_images_are_preprocessed_once_then_served_from_the_cache(synthetic_
   assert len(first) == input_pipeline.num_examples(builder, "validation")
   pd.testing.assert_frame_equal(first, again)
   np.testing.assert_allclose(first["probability"], uncached["probability"], rtol=1e-5, atol=1e-6)
+
+
+def test_eval_crop_picks_the_evaluation_views(synthetic_data_dir):
+  """--eval_crop=center: SimCLR's centre crop; none: the whole film resized, the geometry --train_crop=none trains on."""
+  base = Config(dataset="mura_synthetic/elbow", data_dir=synthetic_data_dir, image_size=48, model_dir="unused")
+  builder = input_pipeline.load_builder(base)
+  raw = [augment.to_float(e["image"]) for e in builder.as_dataset(split="validation", shuffle_files=False).take(4)]
+  for eval_crop, crop in (("center", True), ("none", False)):
+    data = input_pipeline.eval_data(builder, base.replace(eval_crop=eval_crop), "validation", 4)
+    images, index, _ = next(iter(data.input_fn(None)))
+    np.testing.assert_array_equal(index.numpy(), [0, 1, 2, 3])
+    for image, expected in zip(images.numpy(), raw):
+      np.testing.assert_allclose(image, augment.preprocess_for_eval(expected, 48, 48, crop=crop).numpy(), atol=1e-6)
+  assert not np.allclose(augment.preprocess_for_eval(raw[0], 48, 48, crop=True),
+                         augment.preprocess_for_eval(raw[0], 48, 48, crop=False), atol=0.05)
+
+
+def test_eval_crop_rule_and_flag():
+  assert augment.eval_crops(64, "center") and not augment.eval_crops(32, "center")  # SimCLR: crop above 32 px
+  assert not augment.eval_crops(64, "none")
+  with pytest.raises(ValueError, match="eval_crop"):
+    augment.eval_crops(64, "centre")
+  from simclr_mura import flags
+  with pytest.raises(Exception, match="eval_crop"):
+    flags.config_from_argv(["--model_dir=m", "--eval_crop=centre"])
+  assert flags.config_from_argv(["--model_dir=m"]).eval_crop == "center"
+
+
+def test_synthetic_scale_prepares_another_size_in_its_own_folder(tmp_path):
+  import tensorflow_datasets as tfds
+  from simclr_mura.datasets import synthetic
+  from simclr_mura.errors import UserError
+  config = Config(dataset="mura_synthetic/elbow", data_dir=str(tmp_path), synthetic_scale=0.02, model_dir="unused")
+  builder = input_pipeline.load_builder(config)
+  assert "elbow-scale0.02-seed0" in builder.data_dir
+  released = [s for s in synthetic.roster(scale=0.02) if s.study_type == "elbow"]
+  splits = builder.info.splits
+  assert splits["train"].num_examples + splits["validation"].num_examples == sum(
+      s.num_images for s in released if s.split == "train")
+  assert splits["test"].num_examples == sum(s.num_images for s in released if s.split == "valid")
+  assert not tfds.builder("mura_synthetic/elbow", data_dir=str(tmp_path)).is_prepared()  # the default size untouched
+  with pytest.raises(UserError, match="--synthetic_scale applies to mura_synthetic only"):
+    input_pipeline.load_builder(config.replace(dataset="mura/elbow"))

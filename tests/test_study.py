@@ -1,4 +1,5 @@
 """`./run.sh`: the whole study end to end on a tiny preset, skip-and-resume, and bad arguments."""
+import json
 import os
 import shutil
 import subprocess
@@ -56,6 +57,27 @@ def tf_checkpoint_exists(model_dir):
   return tf.train.latest_checkpoint(model_dir) is not None
 
 
+def test_mura_dir_runs_the_same_grid_on_a_mura_format_tree(tmp_path):
+  """`./run.sh --mura_dir=DIR`: the real `mura` builder prepared from a MURA-v1.1 tree, every arm, the report."""
+  from simclr_mura.datasets import synthetic
+  synthetic.write_mura_tree(str(tmp_path / "download"), study_types=("elbow",))  # any MURA-v1.1-format tree
+  out, data_dir = str(tmp_path / "study"), str(tmp_path / "tfds")
+  proc = _run_sh(f"--mura_dir={tmp_path / 'download'}", "--preset=tiny", "--parts=elbow", f"--out={out}",
+                 f"--data_dir={data_dir}")
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  assert "Study: mura elbow, preset tiny, 9 runs" in proc.stdout
+  for arm in ARMS:
+    with open(os.path.join(out, "elbow", arm, "result.json")) as f:
+      assert json.load(f)["dataset"] == "mura/elbow", arm
+  assert os.path.isdir(os.path.join(data_dir, "mura", "elbow"))
+  assert not os.path.exists(os.path.join(data_dir, "mura_synthetic"))
+  results = pd.read_csv(os.path.join(out, "report", "results.csv"))
+  assert sorted(zip(results["arm"], results["level"])) == sorted((a, l) for a in ARMS for l in ("image", "study"))
+  assert set(results["body_part"]) == {"elbow"}
+  with open(os.path.join(out, "report", "data", "counts.md")) as f:
+    assert f.read().startswith("# Data exploration: `mura/elbow`")
+
+
 def test_rerun_skips_finished_arms_and_resumes_an_interrupted_one(tiny_study, synthetic_data_dir):
   out, _ = tiny_study
   arm = os.path.join(out, "elbow", "scratch_100pct")
@@ -91,3 +113,15 @@ def test_arm_commands_follow_the_contract():
   assert "--train_split=train_1pct" in argv and "--dataset=mura/hand" in argv and "--mura_dir=/tmp" in argv
   scratch = study.arm_argv(next(a for a in study.arms("paper") if a.name == "scratch_1pct"), "hand", args)
   assert not any(a.startswith("--checkpoint") for a in scratch)
+
+
+@pytest.mark.parametrize("preset", ["quick", "paper"])
+def test_supervised_arms_evaluate_on_the_views_they_train_on(preset):
+  from simclr_mura import flags as trainer_flags
+  args = study._parse([f"--preset={preset}", "--parts=elbow"])
+  for arm in study.arms(preset):
+    config = trainer_flags.config_from_argv(study.arm_argv(arm, "elbow", args))
+    if arm.name == "simclr_pretrain":
+      assert (config.train_crop, config.eval_crop) == ("random", "center"), arm.name  # SimCLR's views and probe
+    else:  # whole films in training and evaluation (a centre crop would zoom in on what training saw whole)
+      assert (config.train_crop, config.eval_crop) == ("none", "none"), arm.name
