@@ -120,9 +120,37 @@ def test_findings_change_the_image():
     assert np.abs(renders[0] - renders[1]).max() > 0.3, kind
 
 
+FINGERPRINT_VERSION = "1.1.0"  # the mura_synthetic VERSION whose images RENDER_FINGERPRINT describes
+# First view of the first normal and abnormal train study per type at the default size: (study, shape, mean grey).
+RENDER_FINGERPRINT = [
+    ("MURA-v1.1/train/XR_ELBOW/patient00007/study1_negative", (356, 321), 34.183),
+    ("MURA-v1.1/train/XR_ELBOW/patient00030/study1_positive", (406, 363), 86.636),
+    ("MURA-v1.1/train/XR_HAND/patient00003/study1_negative", (381, 283), 92.830),
+    ("MURA-v1.1/train/XR_HAND/patient00035/study1_positive", (378, 512), 85.078),
+    ("MURA-v1.1/train/XR_SHOULDER/patient00006/study1_negative", (512, 339), 44.764),
+    ("MURA-v1.1/train/XR_SHOULDER/patient00009/study1_positive", (90, 68), 72.855),
+]
+
+
+def test_rendered_images_match_the_builder_version():
+  """A change to the rendered images must come with a new `mura_synthetic` VERSION: prepared copies of the old images
+  would otherwise be reused as if they were the new ones."""
+  from simclr_mura.datasets.mura_synthetic import MuraSynthetic
+  studies = {s.study_id: s for s in synthetic.roster() if s.split == "train"}
+  got = []
+  for study_id, _, _ in RENDER_FINGERPRINT:
+    pixels, _ = synthetic.render_image(studies[study_id], 1)
+    got.append((study_id, pixels.shape, round(float(pixels.mean()), 3)))
+  changed = [(want, have) for want, have in zip(RENDER_FINGERPRINT, got)
+             if want[1] != have[1] or abs(want[2] - have[2]) > 0.05]
+  assert not changed, (f"mura_synthetic's images changed {changed}: bump MuraSynthetic.VERSION with a RELEASE_NOTES "
+                       "line, then re-pin RENDER_FINGERPRINT and FINGERPRINT_VERSION")
+  assert str(MuraSynthetic.VERSION) == FINGERPRINT_VERSION, "a new VERSION: re-pin RENDER_FINGERPRINT for its images"
+
+
 def test_synthetic_builder_small_scale(tmp_path):
   builder = tfds.builder("mura_synthetic/elbow", data_dir=str(tmp_path), scale=0.02, seed=0)
-  assert builder.data_dir.endswith(os.path.join("mura_synthetic", "elbow-scale0.02-seed0", "1.0.0"))
+  assert builder.data_dir.endswith(os.path.join("mura_synthetic", "elbow-scale0.02-seed0", "1.1.0"))
   builder.download_and_prepare()
   assert set(builder.info.splits) == set(layout.SPLITS)
   expected = {i for s in synthetic.roster(0, 0.02) if s.study_type == "elbow" for i in s.image_ids()}
@@ -139,7 +167,7 @@ def test_synthetic_builder_small_scale(tmp_path):
   assert not [d for d in os.listdir(tmp_path / "downloads") if d.startswith("mura_synthetic")]  # temp tree removed
   # the default size lives in the usual folder
   assert tfds.builder("mura_synthetic/elbow", data_dir=str(tmp_path)).data_dir.endswith(
-      os.path.join("mura_synthetic", "elbow", "1.0.0"))
+      os.path.join("mura_synthetic", "elbow", "1.1.0"))
 
 
 def test_bad_scale_rejected(tmp_path):
