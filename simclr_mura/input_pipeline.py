@@ -26,12 +26,14 @@ _NAMED_SPLITS = ("train", "validation", "test", "train_10pct", "train_1pct")
 
 def load_builder(config: Config) -> tfds.core.DatasetBuilder:
   """The prepared TFDS builder of `config.dataset` (built on first use: `mura_synthetic` needs no download, at the
-  size `synthetic_scale` asks for)."""
+  size `synthetic_scale` asks for). An unknown dataset, a size for `mura`, a missing MURA download or a tree that
+  fails validation is a `UserError` with prepare's message."""
   import simclr_mura.datasets  # noqa: F401  (registers the builders)
   from simclr_mura.prepare import prepare
-  if config.synthetic_scale is not None and not config.dataset.startswith("mura_synthetic/"):
-    raise UserError(f"--synthetic_scale applies to mura_synthetic only, not --dataset={config.dataset}")
-  return prepare(config.dataset, data_dir=config.data_dir, mura_dir=config.mura_dir, scale=config.synthetic_scale)
+  try:
+    return prepare(config.dataset, data_dir=config.data_dir, mura_dir=config.mura_dir, scale=config.synthetic_scale)
+  except (ValueError, FileNotFoundError) as e:
+    raise UserError(str(e)) from e
 
 
 def num_examples(builder: tfds.core.DatasetBuilder, split: str) -> int:

@@ -36,12 +36,14 @@ def prepare(dataset: str, data_dir: str | None = None, mura_dir: str | None = No
     scale: `mura_synthetic` only: fraction of MURA's counts (default 0.1; 1.0 = full size, prepared in its own folder).
 
   Raises:
-    ValueError: unknown dataset or config name.
+    ValueError: unknown dataset or config name, or a `scale` for `mura`.
     FileNotFoundError: `mura` without a MURA-v1.1 download (the message says where to get it).
     simclr_mura.datasets.MuraFormatError: the tree fails validation (the message names every bad file).
   """
   name, _ = parse_dataset(dataset)
-  kwargs = {"scale": scale} if (scale is not None and name == "mura_synthetic") else {}
+  if scale is not None and name != "mura_synthetic":
+    raise ValueError(f"a size (scale) applies to mura_synthetic only, not to {dataset!r}: MURA has one size")
+  kwargs = {"scale": scale} if scale is not None else {}
   builder = tfds.builder(dataset, data_dir=data_dir, **kwargs)
   if not builder.is_prepared():
     config = None

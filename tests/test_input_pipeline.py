@@ -137,5 +137,5 @@ def test_synthetic_scale_prepares_another_size_in_its_own_folder(tmp_path):
       s.num_images for s in released if s.split == "train")
   assert splits["test"].num_examples == sum(s.num_images for s in released if s.split == "valid")
   assert not tfds.builder("mura_synthetic/elbow", data_dir=str(tmp_path)).is_prepared()  # the default size untouched
-  with pytest.raises(UserError, match="--synthetic_scale applies to mura_synthetic only"):
+  with pytest.raises(UserError, match="applies to mura_synthetic only, not to 'mura/elbow'"):
     input_pipeline.load_builder(config.replace(dataset="mura/elbow"))

@@ -55,3 +55,6 @@ def test_cli_synthetic_scale_and_errors(tmp_path, capsys):
   with pytest.raises(SystemExit) as e:
     prepare.run(["--dataset=mura/elbow", f"--data_dir={tmp_path}"])
   assert "https://stanfordmlgroup.github.io/competitions/mura/" in str(e.value.code)
+  with pytest.raises(SystemExit) as e:  # real MURA has one size: a --scale is refused, not ignored
+    prepare.run(["--dataset=mura/elbow", f"--data_dir={tmp_path}", "--scale=0.3"])
+  assert "applies to mura_synthetic only, not to 'mura/elbow'" in str(e.value.code)

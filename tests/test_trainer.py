@@ -137,6 +137,7 @@ def test_multi_worker_on_localhost(synthetic_data_dir, tmp_path):
     ("--train_split=trian", "bad split 'trian'"),
     ("--train_split=train[:150%]", "out of range"),
     ("--checkpoint=/nonexistent/ckpt", "does not exist"),
+    ("--dataset=mura/knee", "unknown dataset 'mura/knee'"),
 ])
 def test_bad_flags_stop_before_training_with_one_line(synthetic_data_dir, tmp_path, flag, message):
   model_dir = str(tmp_path / "m")
