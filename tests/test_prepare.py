@@ -48,7 +48,7 @@ def test_cli_builds_and_reports(mura_parent, tmp_path, capsys):
 def test_cli_synthetic_scale_and_errors(tmp_path, capsys):
   prepare.run(["--dataset=mura_synthetic/elbow", f"--data_dir={tmp_path}", "--scale=0.01"])
   assert "mura_synthetic/elbow ready in" in capsys.readouterr().out
-  assert os.path.isdir(tmp_path / "mura_synthetic" / "elbow-scale0.01-seed0" / "1.1.0")
+  assert os.path.isdir(tmp_path / "mura_synthetic" / "elbow-scale0.01-seed0" / "1.2.0")
   with pytest.raises(SystemExit) as e:
     prepare.run(["--dataset=mura/knee", f"--data_dir={tmp_path}"])
   assert "unknown dataset 'mura/knee'" in str(e.value.code)

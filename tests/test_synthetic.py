@@ -35,6 +35,19 @@ def test_full_scale_roster_has_mura_counts():
   assert 0.75 < len(train_patients) / 11184 < 1.25
 
 
+def test_test_scale_sizes_the_valid_split_only(tmp_path):
+  tenth, full_test = synthetic.roster(0, 0.1), synthetic.roster(0, 0.1, test_scale=1.0)
+  assert [s for s in tenth if s.split == "train"] == [s for s in full_test if s.split == "train"]
+  for study_type, per_split in synthetic.MURA_V11_COUNTS.items():
+    sn, sa, im_n, im_a = per_split["valid"]
+    valid = [s for s in full_test if s.study_type == study_type and s.split == "valid"]
+    assert (len(valid), sum(s.num_images for s in valid)) == (sn + sa, im_n + im_a)
+  train_patients = {s.patient for s in full_test if s.split == "train"}
+  assert not train_patients & {s.patient for s in full_test if s.split == "valid"}
+  with pytest.raises(ValueError, match="test_scale must be positive"):
+    synthetic.write_mura_tree(str(tmp_path), scale=0.01, test_scale=0.0)
+
+
 def test_default_scale_is_a_tenth_with_mura_class_balance():
   studies = synthetic.roster(seed=0, scale=0.1)
   images = sum(s.num_images for s in studies)
@@ -120,7 +133,7 @@ def test_findings_change_the_image():
     assert np.abs(renders[0] - renders[1]).max() > 0.3, kind
 
 
-FINGERPRINT_VERSION = "1.1.0"  # the mura_synthetic VERSION whose images RENDER_FINGERPRINT describes
+FINGERPRINT_VERSION = "1.2.0"  # the mura_synthetic VERSION whose images and splits the fingerprints describe
 # First view of the first normal and abnormal train study per type at the default size: (study, shape, mean grey).
 RENDER_FINGERPRINT = [
     ("MURA-v1.1/train/XR_ELBOW/patient00007/study1_negative", (356, 321), 34.183),
@@ -132,11 +145,29 @@ RENDER_FINGERPRINT = [
 ]
 
 
+# (studies, images, abnormal studies) per official split of elbow, hand and shoulder at the default size, as the builder
+# writes them: train a tenth of MURA's; valid (the `test` split) MURA's own counts (shared/REFERENCE.md section 2).
+SPLIT_FINGERPRINT = {
+    ("elbow", "train"): (175, 493, 66), ("elbow", "valid"): (158, 465, 66),
+    ("hand", "train"): (202, 554, 52), ("hand", "valid"): (167, 460, 66),
+    ("shoulder", "train"): (282, 838, 146), ("shoulder", "valid"): (194, 563, 95),
+}
+
+
 def test_rendered_images_match_the_builder_version():
-  """A change to the rendered images must come with a new `mura_synthetic` VERSION: prepared copies of the old images
-  would otherwise be reused as if they were the new ones."""
+  """A change to the rendered images or the splits must come with a new `mura_synthetic` VERSION: prepared copies of
+  the old data would otherwise be reused as if they were the new."""
+  from simclr_mura.datasets import mura_synthetic
   from simclr_mura.datasets.mura_synthetic import MuraSynthetic
-  studies = {s.study_id: s for s in synthetic.roster() if s.split == "train"}
+  released = synthetic.roster(0, mura_synthetic.DEFAULT_SCALE, mura_synthetic.test_scale(mura_synthetic.DEFAULT_SCALE))
+  counts = {}
+  for s in released:
+    n = counts.get((s.study_type, s.split), (0, 0, 0))
+    counts[(s.study_type, s.split)] = (n[0] + 1, n[1] + s.num_images, n[2] + s.label)
+  assert {k: counts[k] for k in SPLIT_FINGERPRINT} == SPLIT_FINGERPRINT, (
+      "mura_synthetic's splits changed: bump MuraSynthetic.VERSION with a RELEASE_NOTES line, then re-pin "
+      "SPLIT_FINGERPRINT and FINGERPRINT_VERSION")
+  studies = {s.study_id: s for s in released if s.split == "train"}
   got = []
   for study_id, _, _ in RENDER_FINGERPRINT:
     pixels, _ = synthetic.render_image(studies[study_id], 1)
@@ -145,15 +176,17 @@ def test_rendered_images_match_the_builder_version():
              if want[1] != have[1] or abs(want[2] - have[2]) > 0.05]
   assert not changed, (f"mura_synthetic's images changed {changed}: bump MuraSynthetic.VERSION with a RELEASE_NOTES "
                        "line, then re-pin RENDER_FINGERPRINT and FINGERPRINT_VERSION")
-  assert str(MuraSynthetic.VERSION) == FINGERPRINT_VERSION, "a new VERSION: re-pin RENDER_FINGERPRINT for its images"
+  assert str(MuraSynthetic.VERSION) == FINGERPRINT_VERSION, "a new VERSION: re-pin the fingerprints for its data"
 
 
 def test_synthetic_builder_small_scale(tmp_path):
+  from simclr_mura.datasets import mura_synthetic
   builder = tfds.builder("mura_synthetic/elbow", data_dir=str(tmp_path), scale=0.02, seed=0)
-  assert builder.data_dir.endswith(os.path.join("mura_synthetic", "elbow-scale0.02-seed0", "1.1.0"))
+  assert builder.data_dir.endswith(os.path.join("mura_synthetic", "elbow-scale0.02-seed0", "1.2.0"))
   builder.download_and_prepare()
   assert set(builder.info.splits) == set(layout.SPLITS)
-  expected = {i for s in synthetic.roster(0, 0.02) if s.study_type == "elbow" for i in s.image_ids()}
+  expected = {i for s in synthetic.roster(0, 0.02, mura_synthetic.test_scale(0.02)) if s.study_type == "elbow"
+              for i in s.image_ids()}
   seen = set()
   for split in ("train", "validation", "test"):
     for ex in tfds.as_numpy(builder.as_dataset(split)):
@@ -167,7 +200,7 @@ def test_synthetic_builder_small_scale(tmp_path):
   assert not [d for d in os.listdir(tmp_path / "downloads") if d.startswith("mura_synthetic")]  # temp tree removed
   # the default size lives in the usual folder
   assert tfds.builder("mura_synthetic/elbow", data_dir=str(tmp_path)).data_dir.endswith(
-      os.path.join("mura_synthetic", "elbow", "1.1.0"))
+      os.path.join("mura_synthetic", "elbow", "1.2.0"))
 
 
 def test_bad_scale_rejected(tmp_path):

@@ -4,7 +4,8 @@
 labels is always drawn for all seven study types (so patient ids, and hence the patient-level splits, are the same
 whatever types are written); every image is rendered from its own generator seeded by its path, so an image is identical
 whichever subset of types is written. `scale=1.0` reproduces MURA v1.1's per-type study and image counts (about 40,000
-images); the default 0.1 writes about a tenth.
+images); the default 0.1 writes about a tenth. `test_scale` sizes the official `valid` split on its own (default: `scale`);
+the `mura_synthetic` builder keeps it at MURA's real size (see `mura_synthetic.TEST_SCALE`).
 """
 from __future__ import annotations
 
@@ -88,18 +89,23 @@ def _views_per_study(num_images: int, num_studies: int, rng: np.random.Generator
   return counts
 
 
-def roster(seed: int = 0, scale: float = 0.1) -> list[Study]:
-  """Every study of the synthetic release (all seven types), in MURA's CSV order."""
+def roster(seed: int = 0, scale: float = 0.1, test_scale: float | None = None) -> list[Study]:
+  """Every study of the synthetic release (all seven types), in MURA's CSV order.
+
+  `scale` sizes the official `train` split, `test_scale` (default `scale`) the official `valid` split. `train` is drawn
+  first, so its studies, patients and images do not depend on `test_scale`.
+  """
   rng = np.random.default_rng(_seed("roster", seed, scale))
   studies: list[Study] = []
   next_patient = 1
   for split in layout.OFFICIAL_SPLITS:
+    size = test_scale if split == "valid" and test_scale is not None else scale
     drafts = []  # (type, label, num_images)
     for study_type in layout.STUDY_TYPES:
       sn, sa, im_n, im_a = MURA_V11_COUNTS[study_type][split]
       for label, ns, ni in ((0, sn, im_n), (1, sa, im_a)):
-        ns = max(1, round(scale * ns))
-        drafts += [(study_type, label, int(n)) for n in _views_per_study(round(scale * ni), ns, rng)]
+        ns = max(1, round(size * ns))
+        drafts += [(study_type, label, int(n)) for n in _views_per_study(round(size * ni), ns, rng)]
     order = rng.permutation(len(drafts))
     num_patients = max(1, round(len(drafts) * PATIENTS_PER_STUDY[split]))
     parts_of: list[collections.Counter] = [collections.Counter() for _ in range(num_patients)]
@@ -330,25 +336,28 @@ def _map(jobs: list, workers: int) -> Iterator[int]:
 
 
 def write_mura_tree(root: str, seed: int = 0, scale: float = 0.1, study_types: Sequence[str] = layout.STUDY_TYPES,
-                    workers: int | None = None, progress: bool = False) -> str:
+                    workers: int | None = None, progress: bool = False, test_scale: float | None = None) -> str:
   """Writes `root/MURA-v1.1/` (CSVs and PNGs) for the given study types and returns its path.
 
   Args:
     root: folder to write into (created if needed).
-    seed: generation seed; the same (seed, scale) always gives the same tree.
+    seed: generation seed; the same (seed, scale, test_scale) always gives the same tree.
     scale: fraction of MURA v1.1's per-type counts (1.0 = the real release's about 40,000 images).
     study_types: types to write; ids and labels of the others are still drawn, so trees of different type subsets agree.
     workers: processes for rendering (default: all CPUs).
     progress: show a progress bar.
+    test_scale: fraction of MURA's counts for the official `valid` split (default: `scale`); `train` is the same
+      whatever it is.
   """
   unknown = set(study_types) - set(layout.STUDY_TYPES)
   if unknown:
     raise ValueError(f"unknown study types {sorted(unknown)}; accepted: {', '.join(layout.STUDY_TYPES)}")
-  if not scale > 0:
-    raise ValueError(f"scale must be positive, got {scale}")
+  for name, value in (("scale", scale), ("test_scale", scale if test_scale is None else test_scale)):
+    if not value > 0:
+      raise ValueError(f"{name} must be positive, got {value}")
   mura_dir = os.path.join(root, layout.ROOT_NAME)
   os.makedirs(mura_dir, exist_ok=True)
-  studies = [s for s in roster(seed, scale) if s.study_type in study_types]
+  studies = [s for s in roster(seed, scale, test_scale) if s.study_type in study_types]
   _write_csvs(mura_dir, studies)
   jobs = [(s, seed, mura_dir) for s in studies]
   total = sum(s.num_images for s in studies)
