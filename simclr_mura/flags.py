@@ -35,8 +35,9 @@ flags.DEFINE_string("validation_split", _D.validation_split,
 flags.DEFINE_string("data_dir", _D.data_dir, "TFDS data_dir (prepared datasets); TFDS's default when unset.")
 flags.DEFINE_string("mura_dir", _D.mura_dir, "Folder holding MURA-v1.1/ (or MURA-v1.1/ itself): the manual download.")
 flags.DEFINE_float("synthetic_scale", _D.synthetic_scale,
-                   "mura_synthetic only: its size as a fraction of MURA v1.1's counts (unset: the default 0.1; 1.0: "
-                   "about 40,000 images). Another size is prepared in its own folder.", lower_bound=0.001)
+                   "mura_synthetic only: the size of its training data as a fraction of MURA v1.1's counts (unset: "
+                   "the default 0.1; 1.0: about 40,000 images); its test split has MURA's size at every scale. "
+                   "Another size is prepared in its own folder.", lower_bound=0.001)
 flags.DEFINE_bool("cache_dataset", _D.cache_dataset, "Cache the decoded dataset in memory (small datasets only).")
 flags.DEFINE_integer("image_size", _D.image_size, "Input image side in pixels.")
 

@@ -33,7 +33,8 @@ def prepare(dataset: str, data_dir: str | None = None, mura_dir: str | None = No
     data_dir: where prepared datasets live (TFDS default, e.g. ~/tensorflow_datasets, when None).
     mura_dir: for `mura`: the `MURA-v1.1/` folder or the one containing it (TFDS's manual dir
       `<data_dir>/downloads/manual` when None). Ignored by `mura_synthetic`.
-    scale: `mura_synthetic` only: fraction of MURA's counts (default 0.1; 1.0 = full size, prepared in its own folder).
+    scale: `mura_synthetic` only: fraction of MURA's training counts (default 0.1; 1.0 = full size, prepared in its
+      own folder); `test` has MURA's size at every scale.
 
   Raises:
     ValueError: unknown dataset or config name, or a `scale` for `mura`.
@@ -61,7 +62,8 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument("--data_dir", default=None, help="prepared datasets folder (default: TFDS's)")
   p.add_argument("--mura_dir", default=None, help="MURA-v1.1/ or the folder containing it (mura only)")
   p.add_argument("--scale", type=float, default=None,
-                 help="mura_synthetic only: fraction of MURA's counts (default 0.1; 1.0 = about 40,000 images)")
+                 help="mura_synthetic only: fraction of MURA's training counts (default 0.1; 1.0 = about 40,000 "
+                      "images); test has MURA's size at every scale")
   return p
 
 

@@ -159,7 +159,7 @@ def test_rendered_images_match_the_builder_version():
   the old data would otherwise be reused as if they were the new."""
   from simclr_mura.datasets import mura_synthetic
   from simclr_mura.datasets.mura_synthetic import MuraSynthetic
-  released = synthetic.roster(0, mura_synthetic.DEFAULT_SCALE, mura_synthetic.test_scale(mura_synthetic.DEFAULT_SCALE))
+  released = synthetic.roster(0, mura_synthetic.DEFAULT_SCALE, mura_synthetic.scale_of_test(mura_synthetic.DEFAULT_SCALE))
   counts = {}
   for s in released:
     n = counts.get((s.study_type, s.split), (0, 0, 0))
@@ -185,7 +185,7 @@ def test_synthetic_builder_small_scale(tmp_path):
   assert builder.data_dir.endswith(os.path.join("mura_synthetic", "elbow-scale0.02-seed0", "1.2.0"))
   builder.download_and_prepare()
   assert set(builder.info.splits) == set(layout.SPLITS)
-  expected = {i for s in synthetic.roster(0, 0.02, mura_synthetic.test_scale(0.02)) if s.study_type == "elbow"
+  expected = {i for s in synthetic.roster(0, 0.02, mura_synthetic.scale_of_test(0.02)) if s.study_type == "elbow"
               for i in s.image_ids()}
   seen = set()
   for split in ("train", "validation", "test"):

@@ -29,7 +29,7 @@ DEFAULT_SEED = 0
 TEST_SCALE = 1.0
 
 
-def test_scale(scale: float) -> float:
+def scale_of_test(scale: float) -> float:
   """The size of `test` the builder writes at `scale`: MURA's real size, or `scale` where that is larger."""
   return max(scale, TEST_SCALE)
 
@@ -74,7 +74,7 @@ class MuraSynthetic(builder.MuraBuilderBase):
     os.makedirs(parent, exist_ok=True)
     self._tree_dir = tempfile.mkdtemp(prefix=f"mura_synthetic_{self.builder_config.name}_", dir=parent)
     return synthetic.write_mura_tree(self._tree_dir, seed=self._seed, scale=self._scale,
-                                     test_scale=test_scale(self._scale),
+                                     test_scale=scale_of_test(self._scale),
                                      study_types=self.builder_config.study_types, progress=True)
 
   def download_and_prepare(self, *args: Any, **kwargs: Any) -> None:

@@ -4,8 +4,8 @@
 labels is always drawn for all seven study types (so patient ids, and hence the patient-level splits, are the same
 whatever types are written); every image is rendered from its own generator seeded by its path, so an image is identical
 whichever subset of types is written. `scale=1.0` reproduces MURA v1.1's per-type study and image counts (about 40,000
-images); the default 0.1 writes about a tenth. `test_scale` sizes the official `valid` split on its own (default: `scale`);
-the `mura_synthetic` builder keeps it at MURA's real size (see `mura_synthetic.TEST_SCALE`).
+images); the default 0.1 writes about a tenth. `test_scale` sizes the official `valid` split on its own (default:
+`scale`); the `mura_synthetic` builder keeps it at MURA's real size (see `mura_synthetic.TEST_SCALE`).
 """
 from __future__ import annotations
 
