@@ -1,10 +1,12 @@
 """SimCLR's augmentations (google-research/simclr `tf2/data_util.py`) for grayscale radiographs.
 
-Single-image functions take float32 [H, W, 1] images in [0, 1] and work inside `tf.data` map functions; the batched
+Single-image functions take [H, W, 1] images (float32 in [0, 1]; the pipelines' entry points also take the decoded
+integers, cropped before they are cast) and work inside `tf.data` map functions; the batched
 Gaussian blur (`batch_random_blur`) runs on the accelerator inside the train step, as SimCLR does.
 
 Pretraining view (SimCLR): random resized crop -> left-right flip -> colour jitter (p 0.8) -> [grayscale (p 0.2)]
--> clip; then, on the device, Gaussian blur (p 0.5). Fine-tuning: crop and flip only. Evaluation: centre crop of
+-> clip; then, on the device, Gaussian blur (p 0.5). Fine-tuning: crop and flip only. The trainer's pipelines leave
+the flip to the device as well (`batch_random_flip_left_right`). Evaluation: centre crop of
 0.875 (aspect preserving) and bicubic resize. No mean/std normalisation: inputs stay in [0, 1] (SimCLR).
 """
 from __future__ import annotations
@@ -30,6 +32,23 @@ def to_float(image: tf.Tensor) -> tf.Tensor:
   if image.dtype.is_floating:
     return tf.cast(image, tf.float32)
   return tf.image.convert_image_dtype(image, tf.float32)
+
+
+def _unit_scale(image: tf.Tensor) -> float:
+  """The factor `to_float` applies: 1 / the dtype's maximum for integer images, 1 for float images."""
+  return 1.0 if image.dtype.is_floating else 1.0 / image.dtype.max
+
+
+def _crop_then_scale(image: tf.Tensor, crop_and_resize) -> tf.Tensor:
+  """`crop_and_resize(to_float(image))`, computed as `crop_and_resize(image) * scale`.
+
+  The crop slices the decoded integer image (a quarter of the bytes of a float copy) and the resize kernel reads
+  integers directly, so the full-size image is never cast; scaling after the resize equals scaling before, since
+  resizing is linear in the pixel values.
+  """
+  scale = _unit_scale(image)
+  out = tf.cast(crop_and_resize(image), tf.float32)
+  return out * scale if scale != 1.0 else out
 
 
 def random_apply(func, p: float, x: tf.Tensor) -> tf.Tensor:
@@ -246,6 +265,18 @@ def batch_random_blur(images: Union[tf.Tensor, List[tf.Tensor]], height: int, wi
   return tf.clip_by_value(out, 0., 1.)
 
 
+def batch_random_flip_left_right(images: tf.Tensor) -> tf.Tensor:
+  """SimCLR's random left-right flip (probability 1/2 per image) for an [N, H, W, C] batch, on the device.
+
+  The trainer flips here rather than in the input pipeline, where it was one of the dearest steps per view on a CPU
+  host. The views' distribution is unchanged: a flip commutes with colour jitter (the same on every pixel, and the
+  contrast mean is flip-invariant) and with the Gaussian blur (a symmetric kernel), and it turns the optional
+  rotation and shift into their mirror images, which are as likely.
+  """
+  flip = tf.random.uniform([tf.shape(images)[0], 1, 1, 1]) < 0.5
+  return tf.where(flip, tf.reverse(images, axis=[2]), images)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Geometry (extras, not SimCLR: the MURA paper used rotations up to 30 degrees).
 
@@ -324,11 +355,10 @@ def preprocess_for_train(image: tf.Tensor,
   Pretraining: all of it (Gaussian blur is applied later, on the device: `batch_random_blur`). Fine-tuning
   (SimCLR): color_distort=False, i.e. crop and flip only. Optional rotation/translation (not SimCLR) follow the flip.
   """
-  image = to_float(image)
   if crop:
-    image = random_crop_with_resize(image, height, width, min_area=crop_min_area)
+    image = _crop_then_scale(image, lambda x: random_crop_with_resize(x, height, width, min_area=crop_min_area))
   else:
-    image = _resize_bicubic(image, height, width)
+    image = _crop_then_scale(image, lambda x: _resize_bicubic(x, height, width))
   if flip:
     image = random_flip_left_right(image)
   image = _random_geometry(image, rotation_degrees, translate_fraction)
@@ -344,11 +374,10 @@ def preprocess_for_eval(image: tf.Tensor, height: int, width: int, crop: bool = 
   SimCLR passes crop = image_size > 32. With crop=False the whole image is resized (SimCLR's inputs already have the
   target size there; MURA's do not).
   """
-  image = to_float(image)
   if crop:
-    image = center_crop(image, height, width, crop_proportion=CROP_PROPORTION)
+    image = _crop_then_scale(image, lambda x: center_crop(x, height, width, crop_proportion=CROP_PROPORTION))
   else:
-    image = _resize_bicubic(image, height, width)
+    image = _crop_then_scale(image, lambda x: _resize_bicubic(x, height, width))
   image = tf.reshape(image, [height, width, 1])
   return tf.clip_by_value(image, 0., 1.)
 

@@ -24,8 +24,9 @@ from typing import Any, Sequence
 
 GOALS = {
     "input_views_per_sec_per_core": (">=", 400.0),
-    "views_over_decode": (">=", 0.75),
-    "step_overhead_ratio": ("<=", 1.15),
+    "views_over_decode": (">=", 1.0),
+    "input_over_plain": (">=", 1.0),
+    "step_overhead_ratio": ("<=", 1.10),
     "build_peak_memory_mib": ("<=", 2048.0),
     "pretrain_views_per_sec": (">=", 4000.0),
 }
@@ -69,9 +70,12 @@ def _parser() -> argparse.ArgumentParser:
   d = p.add_argument_group("data")
   d.add_argument("--build_scale", type=float,
                  help="cpu: mura_synthetic scale of the build benchmark (default 1.0 = about 40,000 images)")
+  d.add_argument("--no_build", action="store_true",
+                 help="cpu: skip the build benchmark; the pipeline reads --dataset (default mura_synthetic/all at "
+                      "--data_scale, prepared in --data_dir or a temporary folder): to compare pipeline and step only")
   d.add_argument("--data_scale", type=float,
-                 help="gpu: mura_synthetic scale of the dataset feeding the GPU (default 0.25, about 10,000 images: "
-                      "a train split larger than the shuffle buffer, as in a real run)")
+                 help="gpu, and cpu with --no_build: mura_synthetic scale of the dataset read (default 0.25, about "
+                      "10,000 images: a train split larger than the shuffle buffer, as in a real run)")
   d.add_argument("--dataset", default=None,
                  help="measure the pipeline (cpu) / feed the GPU (gpu) from this prepared dataset, e.g. mura/all, "
                       "instead of the freshly built mura_synthetic/all (the build is still measured)")
@@ -139,6 +143,18 @@ def _load_dataset(args: argparse.Namespace):
   return prepare.prepare(args.dataset, data_dir=args.data_dir, mura_dir=args.mura_dir)
 
 
+def _synthetic_dataset(args: argparse.Namespace, work_dir: str, created: list[str]):
+  """mura_synthetic/all at --data_scale, prepared in --data_dir when given (kept), else in a scratch folder."""
+  from simclr_mura import prepare  # pylint: disable=g-import-not-at-top
+  _log(f"preparing mura_synthetic/all at scale {args.data_scale:g}")
+  data_dir = args.data_dir
+  if not data_dir:
+    os.makedirs(work_dir, exist_ok=True)
+    data_dir = tempfile.mkdtemp(prefix="tfds_", dir=work_dir)
+    created.append(data_dir)
+  return prepare.prepare("mura_synthetic/all", data_dir=data_dir, scale=args.data_scale)
+
+
 # --- suites ---------------------------------------------------------------------------------------------------------
 
 def cpu_suite(args: argparse.Namespace, work_dir: str, created: list[str]) -> dict[str, Any]:
@@ -149,16 +165,20 @@ def cpu_suite(args: argparse.Namespace, work_dir: str, created: list[str]) -> di
   elapsed: dict[str, float] = {}
   config = _config()
 
-  _log(f"[1/3] preparing mura_synthetic/all at scale {args.build_scale:g} in a subprocess (rendering + TFDS build)")
-  t = time.perf_counter()
-  built = build.measure_build(args.build_scale, work_dir, log=_log)
-  created.append(built["data_dir"])
-  elapsed["build"] = time.perf_counter() - t
-
-  if args.dataset:
-    builder = _load_dataset(args)
+  built = None
+  if args.no_build:
+    _log("[1/3] build benchmark skipped (--no_build)")
+    builder = _load_dataset(args) if args.dataset else _synthetic_dataset(args, work_dir, created)
   else:
-    builder = prepare.prepare(build.DATASET, data_dir=built["data_dir"], scale=args.build_scale)
+    _log(f"[1/3] preparing mura_synthetic/all at scale {args.build_scale:g} in a subprocess (rendering + TFDS build)")
+    t = time.perf_counter()
+    built = build.measure_build(args.build_scale, work_dir, log=_log)
+    created.append(built["data_dir"])
+    elapsed["build"] = time.perf_counter() - t
+    if args.dataset:
+      builder = _load_dataset(args)
+    else:
+      builder = prepare.prepare(build.DATASET, data_dir=built["data_dir"], scale=args.build_scale)
   _log(f"[2/3] input pipeline on {builder.info.full_name}, {cores} cores")
   t = time.perf_counter()
   strategy = distribute.make_strategy(config)
@@ -177,23 +197,37 @@ def cpu_suite(args: argparse.Namespace, work_dir: str, created: list[str]) -> di
       ablations=args.ablations), strategy, log=_log)
   elapsed["step"] = time.perf_counter() - t
 
-  peak_memory = max(built["build_peak_rss_mib"], built["tree_peak_pss_mib"])
+  goals = {
+      "input_views_per_sec_per_core": _goal("input_views_per_sec_per_core", pipe["input_views_per_sec_per_core"]),
+      "views_over_decode": _goal("views_over_decode", pipe["views_over_decode"]),
+      "input_over_plain": _goal("input_over_plain", pipe["input_over_plain"]),
+      "step_overhead_ratio": _goal("step_overhead_ratio", step["step_overhead_ratio"]),
+  }
+  if built:
+    goals["build_peak_memory_mib"] = _goal("build_peak_memory_mib",
+                                           max(built["build_peak_rss_mib"], built["tree_peak_pss_mib"]),
+                                           at_full_scale=args.build_scale >= 1.0)
   return {
       "decode_images_per_sec_per_core": pipe["decode_images_per_sec_per_core"],
       "input_views_per_sec_per_core": pipe["input_views_per_sec_per_core"],
+      "input_over_plain": pipe["input_over_plain"],
       "step_overhead_ratio": step["step_overhead_ratio"],
-      "build_images_per_sec": built["build_images_per_sec"],
-      "build_peak_rss_mib": built["build_peak_rss_mib"],
-      "goals": {
-          "input_views_per_sec_per_core": _goal("input_views_per_sec_per_core", pipe["input_views_per_sec_per_core"]),
-          "views_over_decode": _goal("views_over_decode", pipe["views_over_decode"]),
-          "step_overhead_ratio": _goal("step_overhead_ratio", step["step_overhead_ratio"]),
-          "build_peak_memory_mib": _goal("build_peak_memory_mib", peak_memory,
-                                         at_full_scale=args.build_scale >= 1.0),
-      },
+      "build_images_per_sec": built["build_images_per_sec"] if built else None,
+      "build_peak_rss_mib": built["build_peak_rss_mib"] if built else None,
+      "onednn_kernels_ran": _onednn_ran(pipe, step),
+      "goals": goals,
       "details": {"build": built, "pipeline": pipe, "step": step},
       "elapsed_seconds": elapsed,
   }
+
+
+def _onednn_ran(pipe: dict[str, Any], step: dict[str, Any]) -> bool | None:
+  """Whether oneDNN kernels (`_Mkl...` op types) ran in the profiled pipeline or steps; None without profiles."""
+  if "profile" not in pipe and "profile" not in step:
+    return None
+  pipe_ms = pipe.get("profile", {}).get("onednn_kernel_ms_per_image", 0.0)
+  step_ms = sum(step.get("profile", {}).get("onednn_kernel_ms", {}).values())
+  return pipe_ms + step_ms > 0
 
 
 def gpu_suite(args: argparse.Namespace, work_dir: str, created: list[str]) -> dict[str, Any]:
@@ -205,14 +239,7 @@ def gpu_suite(args: argparse.Namespace, work_dir: str, created: list[str]) -> di
   settings = tuple(s.strip() for s in args.gpu_settings.split(",") if s.strip())
   for s in settings:
     train_step.parse_setting(s)
-  if args.dataset:
-    builder = _load_dataset(args)
-  else:
-    _log(f"preparing mura_synthetic/all at scale {args.data_scale:g} to feed the GPU")
-    os.makedirs(work_dir, exist_ok=True)
-    data_dir = tempfile.mkdtemp(prefix="tfds_", dir=work_dir)
-    created.append(data_dir)
-    builder = prepare.prepare("mura_synthetic/all", data_dir=data_dir, scale=args.data_scale)
+  builder = _load_dataset(args) if args.dataset else _synthetic_dataset(args, work_dir, created)
   config = _config()
   strategy = distribute.make_strategy(config)
   _log(f"GPU throughput on {common.gpu_names() or ['CPU (--allow_cpu)']}: ResNet-{args.resnet_depth}, "
@@ -250,7 +277,10 @@ def table(result: dict[str, Any]) -> str:
           + (" (--quick: tiny configuration, figures not meaningful)" if result["settings"]["quick"] else ""),
           f"machine: {m['cpu_model']} x{m['cpu_count']} ({m['cores_available']} usable), GPU {m['gpu'] or 'none'}, "
           f"TF {m['tensorflow']}, Keras {m['keras']}; load average {result['load_average']['start']} at start, "
-          f"{result['load_average']['end']} at end"]
+          f"{result['load_average']['end']} at end",
+          f"CPU: {m['cpu_vendor']}, ISA {' '.join(k for k, v in m['isa_flags'].items() if v) or 'unknown'}; "
+          f"oneDNN {'on' if m['onednn']['enabled'] else 'off'} (TF_ENABLE_ONEDNN_OPTS={m['onednn']['env']}), "
+          f"oneDNN kernels seen in the profiles: {_yes_no(result.get('onednn_kernels_ran'))}"]
   goals = result["goals"]
 
   def goal(name):
@@ -260,7 +290,7 @@ def table(result: dict[str, Any]) -> str:
   rows = []
   if result["suite"] == "cpu":
     d = result["details"]
-    p, s, b = d["pipeline"], d["step"], d["build"]
+    p, s, b = d["pipeline"], d["step"], d["build"] or {}
     cores = p["cores"]
     util = p["utilization"]
     rows += [
@@ -273,11 +303,18 @@ def table(result: dict[str, Any]) -> str:
         ("  per CPU second used", p["input_views_per_cpu_second"], "views/CPU-s", "same runs", "", None),
         ("  views/s over decode images/s", p["views_over_decode"], "ratio", "same run, interleaved",
          *goal("views_over_decode")),
+        ("  plain two-view pipeline", p["plain_views_per_sec_per_core"], "views/s/core",
+         "tf.image crop, flip, brightness, contrast; same run", "", None),
+        ("input_over_plain", p["input_over_plain"], "ratio", "pretraining pipeline / plain pipeline, views/s",
+         *goal("input_over_plain")),
         ("step_overhead_ratio", result["step_overhead_ratio"], "ratio",
          f"SimCLR {s['simclr_step_seconds']['median']:.3f} s / ResNet50 {s['supervised_step_seconds']['median']:.3f} s"
          f" (2x{s['batch_size']}, {s['image_size']} px)", *goal("step_overhead_ratio")),
         ("  CPU seconds ratio", s["cpu_seconds_ratio"], "ratio", "same steps, CPU time instead of wall time",
          "", None),
+    ]
+    if b:
+      rows += [
         ("build_images_per_sec", result["build_images_per_sec"], "images/s",
          f"TFDS build from the tree ({b['images']} images, {b['tfds_build_seconds']:.0f} s)", "", None),
         ("  rendering the synthetic tree", b["generate_images_per_sec"], "images/s",
@@ -287,7 +324,9 @@ def table(result: dict[str, Any]) -> str:
         ("  process tree peak PSS", b["tree_peak_pss_mib"], "MiB",
          f"with render workers, sampled; rendering {b['tree_peak_pss_mib_by_phase']['rendering'] or 0:.0f}, "
          f"TFDS build {b['tree_peak_pss_mib_by_phase']['tfds_build'] or 0:.0f}", "", None),
-    ]
+      ]
+    else:
+      rows.append(("build benchmark", None, "", "skipped (--no_build)", "", None))
   else:
     d = result["details"]["gpu"]
     setting = result["pretrain_setting"]["name"]
@@ -308,6 +347,10 @@ def table(result: dict[str, Any]) -> str:
     rows.append(("  pipeline alone (host)", d["pipeline_alone_views_per_sec"], "views/s", "all cores", "", None))
   body = format_table(rows, ("figure", "value", "unit", "what", "goal", "holds"))
   return "\n".join(head + ["", body])
+
+
+def _yes_no(value: bool | None) -> str:
+  return "not profiled" if value is None else ("yes" if value else "no")
 
 
 def _command(argv: Sequence[str] | None) -> str:
@@ -357,7 +400,7 @@ def run(argv: Sequence[str] | None = None) -> int:
       "settings": {k: v for k, v in vars(args).items() if k not in ("out", "argv")},
       **suite,
   }
-  if args.suite == "cpu" and (own_work_dir or not args.keep):
+  if args.suite == "cpu" and result["details"]["build"] and (own_work_dir or not args.keep):
     result["details"]["build"]["data_dir"] = None  # removed
   text = table(result)
   print(text, flush=True)

@@ -92,31 +92,34 @@ def _maybe_shard(ds: tf.data.Dataset, input_context: tf.distribute.InputContext 
 
 
 def train_view(config: Config, pretrain: bool) -> Callable[[tf.Tensor], tf.Tensor]:
-  """One training view of an [H, W, 1] image as the trainer makes it: SimCLR's augmentations when pretraining
-  (blur comes later, on the device), crop (per --train_crop) and flip when fine-tuning."""
+  """One training view of an [H, W, 1] image as the trainer makes it on the host: SimCLR's augmentations when
+  pretraining, the crop (per --train_crop) when fine-tuning; the flip (and blur when pretraining) come later, on the
+  device (`steps.make_train_step`)."""
   size = config.image_size
 
   def view(image: tf.Tensor) -> tf.Tensor:
     return augment.preprocess_for_train(
-        image, size, size, color_jitter_strength=config.color_jitter_strength, color_distort=pretrain,
+        image, size, size, color_jitter_strength=config.color_jitter_strength, color_distort=pretrain, flip=False,
         crop=config.train_crop == "random", crop_min_area=config.crop_min_area,
         rotation_degrees=config.rotation_degrees, translate_fraction=config.translate_fraction)
 
   return view
 
 
-def train_preprocess(config: Config, pretrain: bool) -> Callable[[dict], tuple[tf.Tensor, tf.Tensor]]:
-  """Maps a TFDS example to (images, label) as the trainer makes it on the host (blur comes later, on the device).
+def train_preprocess(config: Config, pretrain: bool) -> Callable[[dict], tuple]:
+  """Maps a TFDS example to (images, label) as the trainer makes it on the host (flip and blur come later, on the
+  device).
 
-  Pretraining images are two views stacked as [2, H, W, 1] (a plain copy; putting them on the channel axis per image
-  is an interleaving copy, dearer): `train_input_fn` moves them to the channel axis once per batch.
+  Pretraining images are the pair of views `(view1, view2)`, each [H, W, 1]: batching keeps them apart, and the
+  train step puts them on the batch axis on the device (SimCLR's layout), so the host neither stacks nor transposes.
+  Views are made from the decoded integer image (see `augment.preprocess_for_train`).
   """
   view = train_view(config, pretrain)
 
-  def preprocess(example: dict) -> tuple[tf.Tensor, tf.Tensor]:
-    image = augment.to_float(example["image"])
+  def preprocess(example: dict) -> tuple:
+    image = example["image"]
     if pretrain:
-      return tf.stack([view(image), view(image)]), example["label"]
+      return (view(image), view(image)), example["label"]
     return view(image), example["label"]
 
   return preprocess
@@ -128,6 +131,8 @@ def sample_views(builder: tfds.core.DatasetBuilder, config: Config, split: str, 
   [count, H, W, 1], or [count, 2, H, W, 1] (two views) when pretraining."""
   ds = builder.as_dataset(split=split, shuffle_files=False).take(count)
   images, _ = next(iter(ds.map(train_preprocess(config, pretrain)).batch(count)))
+  if pretrain:
+    return np.stack([images[0].numpy(), images[1].numpy()], axis=1)
   return images.numpy()
 
 
@@ -136,8 +141,9 @@ def train_input_fn(builder: tfds.core.DatasetBuilder, config: Config, split: str
                    ) -> Callable[[tf.distribute.InputContext | None], tf.data.Dataset]:
   """`input_fn(input_context)` yielding per-replica batches of `(images, labels)` forever.
 
-  Pretraining images are two independently augmented views stacked on the channel axis ([B, H, W, 2]); supervised
-  images are one view ([B, H, W, 1]) with crop and flip only (SimCLR: fine-tuning uses crop and flip).
+  Pretraining images are a pair of batches of independently augmented views (`(view1, view2)`, each [B, H, W, 1]);
+  supervised images are one view ([B, H, W, 1]) with the crop only (SimCLR fine-tunes on crop and flip; the train
+  step flips).
   """
   seed = config.seed if seed is None else seed
   preprocess = train_preprocess(config, pretrain)
@@ -154,15 +160,9 @@ def train_input_fn(builder: tfds.core.DatasetBuilder, config: Config, split: str
     ds = ds.with_options(options)
     ds = ds.shuffle(min(SHUFFLE_BUFFER, max(batch * 10, 1)), seed=seed, reshuffle_each_iteration=True).repeat()
     ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE).batch(batch, drop_remainder=True)
-    if pretrain:  # [B, 2, H, W, 1] -> [B, H, W, 2], one transpose per batch (cheaper than a concat per image)
-      ds = ds.map(_views_to_channels, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
   return input_fn
-
-
-def _views_to_channels(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-  return tf.transpose(tf.squeeze(images, axis=-1), [0, 2, 3, 1]), labels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,7 +198,7 @@ def eval_data(builder: tfds.core.DatasetBuilder, config: Config, split: str, glo
   crop = augment.eval_crops(size, config.eval_crop)
 
   def preprocess(index: tf.Tensor, example: dict, valid: tf.Tensor):
-    image = augment.preprocess_for_eval(augment.to_float(example["image"]), size, size, crop=crop)
+    image = augment.preprocess_for_eval(example["image"], size, size, crop=crop)
     return image, index, valid
 
   def input_fn(input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:

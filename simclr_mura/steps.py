@@ -50,11 +50,12 @@ def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, c
     metrics = {}
     total = 0.0
     if pretrain:
-      # The pipeline stacks the two views on the channel axis; SimCLR concatenates them on the batch axis.
-      images = tf.concat(tf.split(images, 2, axis=-1), axis=0)
-      if config.use_blur:
-        images = augment.batch_random_blur(images, size, size)
+      # The pipeline delivers the two views apart; SimCLR concatenates them on the batch axis.
+      images = tf.concat(images, axis=0)
       labels = tf.concat([labels, labels], axis=0)
+    images = augment.batch_random_flip_left_right(images)  # SimCLR's flip, for every mode (see the function)
+    if pretrain and config.use_blur:
+      images = augment.batch_random_blur(images, size, size)
     projection, logits = model(images, training=True)
     if pretrain:
       con_loss, logits_ab, con_labels = contrastive_loss(

@@ -184,3 +184,12 @@ def test_geometry_zero_is_identity_and_transforms_are_exact():
   center = _draws(lambda x: augment.random_rotate(x, 30.0), tf.pad(tf.ones([8, 8, 1]), [[8, 8], [8, 8], [0, 0]]),
                   n=20)
   np.testing.assert_allclose(center[:, 10:14, 10:14], 1.0, atol=1e-5)  # rotation about the centre
+
+
+def test_batch_flip_flips_about_half_the_images_exactly():
+  ramp = tf.tile(tf.reshape(tf.linspace(0.0, 1.0, 8), [1, 1, 8, 1]), [400, 4, 1, 1])
+  out = augment.batch_random_flip_left_right(ramp).numpy()
+  flipped = out[:, 0, 0, 0] > 0.5
+  np.testing.assert_array_equal(out[flipped], ramp.numpy()[flipped][:, :, ::-1])  # mirrored, nothing else
+  np.testing.assert_array_equal(out[~flipped], ramp.numpy()[~flipped])
+  assert 0.4 < flipped.mean() < 0.6

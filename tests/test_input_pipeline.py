@@ -139,3 +139,29 @@ def test_synthetic_scale_prepares_another_size_in_its_own_folder(tmp_path):
   assert not tfds.builder("mura_synthetic/elbow", data_dir=str(tmp_path)).is_prepared()  # the default size untouched
   with pytest.raises(UserError, match="applies to mura_synthetic only, not to 'mura/elbow'"):
     input_pipeline.load_builder(config.replace(dataset="mura/elbow"))
+
+
+def test_views_from_integers_equal_views_from_floats():
+  # The pipelines crop the decoded uint8 image and scale after the resize; the result is `to_float` first.
+  image = tf.constant(np.random.default_rng(0).integers(0, 256, [57, 43, 1]), tf.uint8)
+  for crop in (True, False):
+    np.testing.assert_allclose(augment.preprocess_for_eval(image, 32, 32, crop=crop).numpy(),
+                               augment.preprocess_for_eval(augment.to_float(image), 32, 32, crop=crop).numpy(),
+                               atol=1e-6)
+  # Training views: the same rule with a fixed crop box in place of the random one.
+  def crop(x):
+    return augment._resize_bicubic(tf.slice(x, [3, 5, 0], [40, 30, 1]), 32, 32)  # pylint: disable=protected-access
+
+  np.testing.assert_allclose(augment._crop_then_scale(image, crop).numpy(),  # pylint: disable=protected-access
+                             crop(augment.to_float(image)).numpy(), atol=1e-6)
+
+
+def test_pretraining_batches_are_a_pair_of_view_batches():
+  config = Config(image_size=32, model_dir="unused")
+  preprocess = input_pipeline.train_preprocess(config, pretrain=True)
+  ds = tf.data.Dataset.from_tensors({"image": _top_half_bright(), "label": tf.constant(1, tf.int64)}).repeat(3)
+  (view1, view2), labels = next(iter(ds.map(preprocess).batch(3)))
+  assert view1.shape == view2.shape == (3, 32, 32, 1) and view1.dtype == tf.float32
+  assert labels.numpy().tolist() == [1, 1, 1]
+  assert not np.allclose(view1.numpy(), view2.numpy())  # two independent augmentations
+  assert 0.0 <= float(tf.reduce_min(view1)) and float(tf.reduce_max(view1)) <= 1.0

@@ -26,7 +26,8 @@ def _run_step(strategy, monkeypatch, config=CONFIG):
     optimizer = optim.build_optimizer(config, 0.1)
     optimizer.build(model.trainable_variables)
   step = steps.make_train_step(model, optimizer, config, strategy)
-  images = tf.random.stateless_uniform([8, 32, 32, 2], seed=[1, 2])
+  images = (tf.random.stateless_uniform([8, 32, 32, 1], seed=[1, 2]),  # the pipeline's pair of view batches
+            tf.random.stateless_uniform([8, 32, 32, 1], seed=[3, 4]))
   labels = tf.constant([0, 1] * 4)
   dataset = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors((images, labels)))
   metrics = strategy.run(step, args=next(iter(dataset)))  # eagerly: the spy sees concrete shapes

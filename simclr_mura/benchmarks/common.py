@@ -14,6 +14,8 @@ from typing import Any, Iterator, Sequence
 
 import tensorflow as tf
 
+from simclr_mura import cpu_defaults
+
 
 # --- machine --------------------------------------------------------------------------------------------------------
 
@@ -26,14 +28,33 @@ def cores_available() -> int:
 
 
 def cpu_model() -> str:
+  return _cpuinfo_field("model name") or platform.processor() or platform.machine()
+
+
+# x86 ISA extensions that decide TensorFlow's CPU kernels (oneDNN's default and code paths), as /proc/cpuinfo names them.
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8")
+
+
+def _cpuinfo_field(name: str) -> str | None:
   try:
     with open("/proc/cpuinfo", encoding="utf-8") as f:
       for line in f:
-        if line.startswith("model name"):
+        if line.split(":", 1)[0].strip() == name:
           return line.split(":", 1)[1].strip()
   except OSError:
     pass
-  return platform.processor() or platform.machine()
+  return None
+
+
+def cpu_vendor() -> str:
+  """`GenuineIntel`, `AuthenticAMD`, ... (the platform's processor name where /proc/cpuinfo has none)."""
+  return _cpuinfo_field("vendor_id") or platform.processor() or platform.machine()
+
+
+def isa_flags() -> dict[str, bool]:
+  """Which of `ISA_FLAGS` the CPU has (all False where /proc/cpuinfo is missing)."""
+  flags = set((_cpuinfo_field("flags") or "").split())
+  return {name: name in flags for name in ISA_FLAGS}
 
 
 def memory_gib() -> float | None:
@@ -70,6 +91,9 @@ def machine_info() -> dict[str, Any]:
   gpus = gpu_names()
   return {
       "cpu_model": cpu_model(),
+      "cpu_vendor": cpu_vendor(),
+      "isa_flags": isa_flags(),
+      "onednn": {"env": os.environ.get(cpu_defaults.ONEDNN_ENV), "enabled": cpu_defaults.onednn_enabled()},
       "cpu_count": os.cpu_count(),
       "cores_available": cores_available(),
       "memory_gib": memory_gib(),
@@ -199,6 +223,8 @@ def op_times(logdir: str, components: Sequence[tuple[str, Sequence[str]]] = ()) 
       by_component[part + (" (backward)" if "gradient_tape/" in node else "")] += ms
   return {
       "total_ms": round(sum(by_type.values()), 2),
+      # oneDNN kernels register as `_Mkl...` op types: their time says whether oneDNN ran, and on what.
+      "onednn_ms": round(sum(v for k, v in by_type.items() if k.startswith("_Mkl")), 2),
       "by_type": {k: {"ms": round(v, 3), "count": counts[k]}
                   for k, v in sorted(by_type.items(), key=lambda kv: -kv[1])},
       "by_component": {k: round(v, 2) for k, v in sorted(by_component.items(), key=lambda kv: -kv[1])},

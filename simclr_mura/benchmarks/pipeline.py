@@ -1,4 +1,4 @@
-"""Input pipeline benchmarks: decode-only rate and the trainer's pretraining pipeline, per CPU core.
+"""Input pipeline benchmarks: decode-only rate, the trainer's pretraining pipeline and a plain one, per CPU core.
 
 Per-core method: every pipeline measured here runs on a tf.data private thread pool of `cores` threads
 (`tf.data.Options().threading.private_threadpool_size`, set on the final dataset so it covers every stage, TFDS's
@@ -52,6 +52,34 @@ def decode_dataset(builder: tfds.core.DatasetBuilder, s: PipelineSettings) -> tf
   return _finish(ds, s.batch_size, s.cores)
 
 
+def plain_dataset(builder: tfds.core.DatasetBuilder, s: PipelineSettings) -> tf.data.Dataset:
+  """The simplest correct two-view pipeline, written with `tf.image` alone: the yardstick for the project's own.
+
+  Per image: PNG decode, then twice: random resized crop (SimCLR's area 0.08-1 and aspect 3/4-4/3) with a bicubic
+  resize to size x size, random left-right flip, random brightness and contrast, clip to [0, 1]; the two views
+  stacked, [B, 2, size, size, 1] batches.
+  """
+  size = s.image_size
+  whole = tf.constant([0.0, 0.0, 1.0, 1.0], shape=[1, 1, 4])
+
+  def view(image):
+    begin, crop_size, _ = tf.image.sample_distorted_bounding_box(
+        tf.shape(image), bounding_boxes=whole, min_object_covered=0.1, aspect_ratio_range=(3 / 4, 4 / 3),
+        area_range=(0.08, 1.0), max_attempts=100, use_image_if_no_bounding_boxes=True)
+    x = tf.image.resize(tf.slice(image, begin, crop_size), [size, size], method="bicubic")
+    x = tf.image.random_flip_left_right(x)
+    x = tf.image.random_brightness(x, 0.8)
+    x = tf.image.random_contrast(x, 0.2, 1.8)
+    return tf.clip_by_value(x, 0.0, 1.0)
+
+  def two_views(e):
+    image = tf.image.convert_image_dtype(e["image"], tf.float32)
+    return tf.stack([view(image), view(image)])
+
+  ds = builder.as_dataset(split=s.split, shuffle_files=True, read_config=_read_config()).repeat()
+  return _finish(ds.map(two_views, num_parallel_calls=tf.data.AUTOTUNE), s.batch_size, s.cores)
+
+
 def stage_datasets(builder: tfds.core.DatasetBuilder, config: Config,
                    s: PipelineSettings) -> dict[str, tf.data.Dataset]:
   """Cumulative pipelines, each one stage longer: their rates attribute the cost per image to each stage."""
@@ -62,7 +90,7 @@ def stage_datasets(builder: tfds.core.DatasetBuilder, config: Config,
   view = input_pipeline.train_view(config, pretrain=True)  # `config` carries the measured image size
 
   def one_view(e):
-    return view(augment.to_float(e["image"]))
+    return view(e["image"])
 
   auto = tf.data.AUTOTUNE
   return {
@@ -120,22 +148,27 @@ def measure(builder: tfds.core.DatasetBuilder, config: Config, s: PipelineSettin
   """
   config = config.replace(image_size=s.image_size)
   make = {"decode": lambda: iter(decode_dataset(builder, s)),
-          "views": lambda: pretrain_iterator(builder, config, s, strategy)}
-  runs: dict[str, list[dict[str, float]]] = {"decode": [], "views": []}
+          "views": lambda: pretrain_iterator(builder, config, s, strategy),
+          "plain": lambda: iter(plain_dataset(builder, s))}
+  views_per_image = {"decode": 1, "views": 2, "plain": 2}
+  runs: dict[str, list[dict[str, float]]] = {name: [] for name in make}
   for r in range(s.repeats):
-    for name in (("decode", "views") if r % 2 == 0 else ("views", "decode")):
+    order = list(make) if r % 2 == 0 else list(reversed(make))
+    for name in order:
       # A fresh iterator each time: a live one left behind would go on filling its buffers while the other is
       # timed, taking cores and CPU time from it.
       it = make[name]()
       _consume(it, s.warmup_batches)  # fills the shuffle buffer, lets AUTOTUNE settle
-      runs[name].append(timed_rate(it, s.batches, s.batch_size * (2 if name == "views" else 1)))
+      runs[name].append(timed_rate(it, s.batches, s.batch_size * views_per_image[name]))
       del it
-    decode, views = runs["decode"][-1], runs["views"][-1]
+    decode, views, plain = runs["decode"][-1], runs["views"][-1], runs["plain"][-1]
     log(f"  pipeline repeat {r + 1}/{s.repeats}: decode {decode['per_sec']:.0f} images/s "
         f"(using {decode['utilization']:.2f} cores), pretraining pipeline {views['per_sec']:.0f} views/s "
-        f"(using {views['utilization']:.2f} cores); {s.cores} threads")
-  decode, views = runs["decode"], runs["views"]
+        f"(using {views['utilization']:.2f} cores), plain pipeline {plain['per_sec']:.0f} views/s; "
+        f"{s.cores} threads")
+  decode, views, plain = runs["decode"], runs["views"], runs["plain"]
   decode_rate, views_rate = _median_of(decode, "per_sec"), _median_of(views, "per_sec")
+  plain_rate = _median_of(plain, "per_sec")
   decode_cpu, views_cpu = _median_of(decode, "per_cpu_second"), _median_of(views, "per_cpu_second")
   result: dict[str, Any] = {
       "cores": s.cores,
@@ -145,6 +178,9 @@ def measure(builder: tfds.core.DatasetBuilder, config: Config, s: PipelineSettin
       "decode_images_per_sec_per_core": decode_rate / s.cores,
       "input_views_per_sec_per_core": views_rate / s.cores,
       "views_over_decode": views_rate / decode_rate,
+      "plain_views_per_sec": common.spread([r["per_sec"] for r in plain]),
+      "plain_views_per_sec_per_core": plain_rate / s.cores,
+      "input_over_plain": views_rate / plain_rate,
       "decode_images_per_cpu_second": decode_cpu,
       "input_views_per_cpu_second": views_cpu,
       "views_over_decode_per_cpu_second": views_cpu / decode_cpu if decode_cpu and views_cpu else None,
@@ -186,6 +222,7 @@ def _profile(builder: tfds.core.DatasetBuilder, config: Config, s: PipelineSetti
   return {"logdir": logdir if s.profile_dir else None, "images": images,
           "cpu_ms_per_image": round(1000.0 * t.cpu / images, 3),
           "kernel_ms_per_image": round(times["total_ms"] / images, 3),
+          "onednn_kernel_ms_per_image": round(times["onednn_ms"] / images, 3),
           "kernel_ms_per_image_by_op": {k: round(v["ms"] / images, 4)
                                         for k, v in list(times["by_type"].items())[:12]}}
 

@@ -93,12 +93,18 @@ def supervised(config: Config, strategy: tf.distribute.Strategy) -> Trainable:
   return Trainable(model, steps.make_train_loop(strategy, step_fn, ("total_loss",)))
 
 
-def constant_iterator(strategy: tf.distribute.Strategy, global_batch: int, size: int, channels: int) -> Iterator:
-  """A distributed iterator repeating one random batch: the step's cost without any input pipeline work."""
+def constant_iterator(strategy: tf.distribute.Strategy, global_batch: int, size: int, channels: int,
+                      view_pair: bool = False) -> Iterator:
+  """A distributed iterator repeating one random batch: the step's cost without any input pipeline work.
+
+  view_pair: images as the pretraining pipeline delivers them, a pair of [B, size, size, channels] view batches.
+  """
 
   def input_fn(input_context=None):
     batch = input_context.get_per_replica_batch_size(global_batch) if input_context else global_batch
     images = tf.random.stateless_uniform([batch, size, size, channels], seed=[1, 2])
+    if view_pair:
+      images = (images, tf.random.stateless_uniform([batch, size, size, channels], seed=[5, 6]))
     labels = tf.random.stateless_uniform([batch], seed=[3, 4], maxval=SUPERVISED_CLASSES, dtype=tf.int64)
     return tf.data.Dataset.from_tensors((images, labels)).repeat()
 
@@ -149,7 +155,7 @@ def measure_overhead(config: Config, s: StepSettings, strategy: tf.distribute.St
   distribute.set_up_runtime(cfg)
   b = s.batch_size
   contenders = {
-      "simclr": (simclr(cfg, strategy), constant_iterator(strategy, b, s.image_size, 2)),
+      "simclr": (simclr(cfg, strategy), constant_iterator(strategy, b, s.image_size, 1, view_pair=True)),
       "supervised": (supervised(cfg, strategy), constant_iterator(strategy, 2 * b, s.image_size, 3)),
   }
   first = {}
@@ -213,6 +219,7 @@ def _profile_steps(contenders: dict, s: StepSettings) -> dict[str, Any]:
   return {
       "logdir": s.profile_dir,
       "total_kernel_ms": {name: t["total_ms"] for name, t in times.items()},
+      "onednn_kernel_ms": {name: t["onednn_ms"] for name, t in times.items()},
       "by_component_ms": {name: t["by_component"] for name, t in times.items()},
       "top_op_types_ms": {name: {k: v["ms"] for k, v in list(t["by_type"].items())[:10]} for name, t in times.items()},
       "simclr_minus_supervised_by_type_ms": dict(sorted(diff.items(), key=lambda kv: -abs(kv[1]))[:12]),
@@ -225,7 +232,7 @@ def _ablations(contenders: dict, config: Config, s: StepSettings, strategy: tf.d
   out = {}
   for name, changes in ABLATIONS.items():
     cfg = _pretrain_config(config, s, **changes)  # no set_up_runtime: reseeding would retrace the other loops
-    runs = {"variant": (simclr(cfg, strategy), constant_iterator(strategy, s.batch_size, s.image_size, 2)),
+    runs = {"variant": (simclr(cfg, strategy), constant_iterator(strategy, s.batch_size, s.image_size, 1, view_pair=True)),
             **contenders}
     for _ in range(max(1, s.warmup)):
       for key in runs:
