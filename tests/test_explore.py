@@ -6,7 +6,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from simclr_mura import explore
+from simclr_mura.data import explore
 from simclr_mura.datasets import synthetic
 
 tfds.disable_progress_bar()

@@ -4,9 +4,10 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from simclr_mura import augment, evaluation, input_pipeline
+from simclr_mura.data import augment, input_pipeline
+from simclr_mura.training import evaluation
 from simclr_mura.config import Config
-from simclr_mura.model import build_model
+from simclr_mura.models.model import build_model
 
 
 def _top_half_bright(height=64, width=48) -> tf.Tensor:

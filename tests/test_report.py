@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from simclr_mura import metrics, report, results, summaries
+from simclr_mura.training import metrics, results, summaries
+from simclr_mura.study import report
 
 COLUMNS = ["body_part", "arm", "level", "n", "accuracy", "precision", "recall", "specificity", "f1", "auroc", "kappa"]
 PNG = b"\x89PNG\r\n\x1a\n"

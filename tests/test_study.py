@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
-from simclr_mura import study
+from simclr_mura.study import runner as study
 
 ARMS = ["baseline", "scratch_1pct", "scratch_10pct", "scratch_100pct", "simclr_linear", "simclr_finetune_1pct",
         "simclr_finetune_10pct", "simclr_finetune_100pct"]

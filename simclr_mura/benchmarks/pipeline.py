@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from simclr_mura import augment, input_pipeline
+from simclr_mura.data import augment, input_pipeline
 from simclr_mura.benchmarks import common
 from simclr_mura.config import Config
 

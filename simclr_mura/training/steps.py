@@ -11,9 +11,9 @@ from typing import Callable
 import keras
 import tensorflow as tf
 
-from simclr_mura import augment
+from simclr_mura.data import augment
 from simclr_mura.config import Config
-from simclr_mura.objective import contrast_accuracy, contrast_entropy, contrastive_loss, weight_decay_loss
+from simclr_mura.models.objective import contrast_accuracy, contrast_entropy, contrastive_loss, weight_decay_loss
 
 PRETRAIN_METRICS = ("contrast_loss", "contrast_acc", "contrast_entropy", "supervised_loss", "supervised_acc",
                     "weight_decay", "total_loss")

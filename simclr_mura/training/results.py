@@ -1,4 +1,4 @@
-"""The files an evaluation leaves in `model_dir` (contract section 4): result.json, result_<step>.json,
+"""The files an evaluation leaves in `model_dir` (named by `layout.RunDir`): result.json, result_<step>.json,
 predictions_<split>.csv and flags.json.
 
 Every file is written to a temporary name and renamed into place, so a reader polling `model_dir` (the report, or an
@@ -16,11 +16,10 @@ from typing import Any, Dict, Iterable, Mapping, Union
 import numpy as np
 import pandas as pd
 
-from simclr_mura.metrics import LEVELS, METRIC_KEYS
+from simclr_mura.layout import STUDY_TYPES, RunDir  # STUDY_TYPES: the ClassLabel order an integer study_type maps to
+from simclr_mura.training.metrics import LEVELS, METRIC_KEYS
 
 PREDICTION_COLUMNS = ("image_id", "study_id", "patient_id", "study_type", "label", "probability")
-# Order of the `study_type` ClassLabel (contract section 2): an integer study_type is mapped through it.
-STUDY_TYPES = ("elbow", "finger", "forearm", "hand", "humerus", "shoulder", "wrist")
 RESULT_STR_KEYS = ("dataset", "train_mode", "train_split", "eval_split")
 RESULT_KEYS = ("global_step",) + RESULT_STR_KEYS + LEVELS
 _COUNT_KEYS = ("n", "n_abnormal")
@@ -133,7 +132,7 @@ def _check_metrics(level: str, metrics: Any) -> Dict[str, Any]:
 
 
 def validate_result(result: Mapping[str, Any]) -> Dict[str, Any]:
-  """Checks a result against the contract schema and returns a JSON-ready copy (Python ints/floats/None).
+  """Checks a result against the result.json schema and returns a JSON-ready copy (Python ints/floats/None).
 
   Raises:
     ValueError: a missing or unexpected key, a wrong type, or a NaN/inf metric (undefined metrics must be None).
@@ -165,9 +164,9 @@ def write_result(model_dir: PathLike, result: Mapping[str, Any]) -> Dict[str, st
   """
   clean = validate_result(result)
   text = json.dumps(clean, indent=2, allow_nan=False) + "\n"
-  model_dir = os.fspath(model_dir)
-  step_path = atomic_write_text(os.path.join(model_dir, f"result_{clean['global_step']}.json"), text)
-  path = atomic_write_text(os.path.join(model_dir, "result.json"), text)
+  run = RunDir(model_dir)
+  step_path = atomic_write_text(run.result_step_json(clean["global_step"]), text)
+  path = atomic_write_text(run.result_json, text)
   return {"result": path, "result_step": step_path}
 
 
@@ -175,7 +174,7 @@ def read_result(path: PathLike) -> Dict[str, Any]:
   """Reads and validates a result file; `path` is the JSON file or a model_dir holding result.json."""
   path = os.fspath(path)
   if os.path.isdir(path):
-    path = os.path.join(path, "result.json")
+    path = RunDir(path).result_json
   with open(path, encoding="utf-8") as f:
     data = json.load(f)
   try:
@@ -212,12 +211,12 @@ def write_flags_json(model_dir: PathLike, config_dict: Any) -> str:
   if not isinstance(config_dict, Mapping):
     raise ValueError(f"flags must be a dict (or have to_dict()); got {type(config_dict).__name__}")
   text = json.dumps(_jsonable(config_dict), indent=2, sort_keys=True, allow_nan=False) + "\n"
-  return atomic_write_text(os.path.join(os.fspath(model_dir), "flags.json"), text)
+  return atomic_write_text(RunDir(model_dir).flags_json, text)
 
 
 def read_flags_json(model_dir: PathLike) -> Dict[str, Any]:
   """Reads `<model_dir>/flags.json` ({} when absent)."""
-  path = os.path.join(os.fspath(model_dir), "flags.json")
+  path = RunDir(model_dir).flags_json
   if not os.path.exists(path):
     return {}
   with open(path, encoding="utf-8") as f:

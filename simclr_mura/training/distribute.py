@@ -41,7 +41,8 @@ def mirrored_strategy(devices: list[str]) -> tf.distribute.MirroredStrategy:
 
 
 def make_strategy(config: Config) -> tf.distribute.Strategy:
-  """The strategy `config.strategy` names (contract section 3: `auto` = TPU, else all GPUs, else one device)."""
+  """The strategy `config.strategy` names (one of `config.CHOICES["strategy"]`, checked by `config.validate`): `auto`
+  is TPU with --use_tpu, else mirrored over all GPUs, else one device."""
   name = config.strategy
   if name == "auto":
     # physical devices: listing them does not initialise TensorFlow's context (multi-worker must come first).
@@ -63,13 +64,11 @@ def make_strategy(config: Config) -> tf.distribute.Strategy:
   gpus = tf.config.list_logical_devices("GPU")
   if name == "mirrored":
     return mirrored_strategy([d.name for d in (gpus or tf.config.list_logical_devices("CPU"))])
-  if name == "one_device":
-    return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
-  raise UserError(f"unknown --strategy={name}; accepted: auto, one_device, mirrored, multi_worker, tpu")
+  return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
 
 
 def _cluster_resolver() -> tf.distribute.cluster_resolver.ClusterResolver:
-  """TF_CONFIG when set, else a Slurm allocation (started by `srun`), as the contract says."""
+  """TF_CONFIG when set, else a Slurm allocation (started by `srun` without TF_CONFIG)."""
   if os.environ.get("TF_CONFIG"):
     try:
       json.loads(os.environ["TF_CONFIG"])

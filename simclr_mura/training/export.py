@@ -12,7 +12,7 @@ import os
 import keras
 import tensorflow as tf
 
-from simclr_mura import augment
+from simclr_mura.data import augment
 from simclr_mura.config import Config
 
 PREPROCESSING_FILE = "preprocessing.json"

@@ -22,8 +22,8 @@ from tensorboard.plugins.hparams import api as hp
 from tensorboard.plugins.pr_curve import metadata as pr_metadata
 from tensorboard.util import tensor_util
 
-from simclr_mura import figures
-from simclr_mura.metrics import study_level
+from simclr_mura import plotting
+from simclr_mura.training.metrics import study_level
 
 _MIN_COUNT = 1e-7  # as tensorboard.plugins.pr_curve.summary: avoids 0/0 in precision/recall
 _SKIP_SCALARS = ("n", "n_abnormal")
@@ -93,10 +93,10 @@ def eval_summaries(writer: tf.summary.SummaryWriter, metrics: Mapping[str, Mappi
   write_scalars(writer, scalars, step)
   with writer.as_default():
     for level, y, p in levels:
-      cm = figures.confusion_matrix_figure(y, p, threshold, title=f"{level} level, step {step}")
-      _png_summary(f"{level}/confusion_matrix", figures.figure_to_png(cm), step)
-      roc = figures.roc_curve_figure(y, p, title=f"{level} level ROC, step {step}")
-      _png_summary(f"{level}/roc_curve", figures.figure_to_png(roc), step)
+      cm = plotting.confusion_matrix_figure(y, p, threshold, title=f"{level} level, step {step}")
+      _png_summary(f"{level}/confusion_matrix", plotting.figure_to_png(cm), step)
+      roc = plotting.roc_curve_figure(y, p, title=f"{level} level ROC, step {step}")
+      _png_summary(f"{level}/roc_curve", plotting.figure_to_png(roc), step)
       pr_curve_summary(f"{level}/pr_curve", y, p, step)
   writer.flush()
 

@@ -14,9 +14,12 @@ import pandas as pd
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from simclr_mura import augment, checkpoints, figures, input_pipeline, results
+from simclr_mura.data import augment, input_pipeline
+from simclr_mura.training import checkpoints, results
+from simclr_mura import plotting
 from simclr_mura.config import Config
-from simclr_mura.model import build_model
+from simclr_mura.layout import RunDir
+from simclr_mura.models.model import build_model
 
 OUTCOMES = (("TP", 1, True), ("TN", 0, False), ("FP", 0, True), ("FN", 1, False))
 
@@ -52,7 +55,7 @@ def gradcam_grid(model_dir: str, out_png: str, per_outcome: int = 3) -> str:
   if not flags:
     raise FileNotFoundError(f"{model_dir} holds no flags.json (not a finished run)")
   config = Config(**flags)
-  predictions = pd.read_csv(os.path.join(model_dir, "predictions_test.csv"))
+  predictions = pd.read_csv(RunDir(model_dir).predictions_csv("test"))
   picked = pick_examples(predictions, config.threshold, per_outcome)
   wanted = set(pd.concat(picked.values())["image_id"]) if picked else set()
 
@@ -74,7 +77,7 @@ def gradcam_grid(model_dir: str, out_png: str, per_outcome: int = 3) -> str:
                                                      crop=crop).numpy()
 
   columns = max(per_outcome, 1)
-  fig = figures.new_figure(2.2 * columns, 2.4 * len(OUTCOMES))
+  fig = plotting.new_figure(2.2 * columns, 2.4 * len(OUTCOMES))
   for row, (name, _, _) in enumerate(OUTCOMES):
     rows = picked[name]
     batch = [images[i] for i in rows["image_id"] if i in images]
@@ -97,5 +100,5 @@ def gradcam_grid(model_dir: str, out_png: str, per_outcome: int = 3) -> str:
                        "FN": "false negative"}[name], fontsize=9)
   fig.suptitle(f"Grad-CAM of the abnormal logit — {config.dataset}, {os.path.basename(model_dir.rstrip('/'))}",
                fontsize=10)
-  figures.save_figure(fig, out_png)
+  plotting.save_figure(fig, out_png)
   return out_png

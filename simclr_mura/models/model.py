@@ -16,11 +16,12 @@ from typing import List, Optional, Tuple
 import keras
 import tensorflow as tf
 
-from simclr_mura import resnet as resnet_lib
-from simclr_mura.config import Config
+from simclr_mura.models import resnet as resnet_lib
+from simclr_mura.config import CHOICES, Config
 
-PROJ_HEAD_MODES = ("nonlinear", "linear", "none")
-BACKBONES = ("resnet", "densenet169")
+PROJ_HEAD_MODES = CHOICES["proj_head_mode"]
+BACKBONES = CHOICES["backbone"]
+TRAIN_MODES = CHOICES["train_mode"]
 DENSENET_FINE_TUNE_AFTER_BLOCK_VALUES = (-1, 4)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # keras.applications.densenet preprocess_input ("torch" mode)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -179,8 +180,8 @@ class ProjectionHead(keras.layers.Layer):
 
 def validate_config(cfg: Config) -> None:
   """Raises ValueError (one line, naming the accepted values) for model settings that cannot work."""
-  if cfg.train_mode not in ("pretrain", "finetune"):
-    raise ValueError(f"train_mode={cfg.train_mode!r} is not valid; accepted: pretrain, finetune")
+  if cfg.train_mode not in TRAIN_MODES:
+    raise ValueError(f"train_mode={cfg.train_mode!r} is not valid; accepted: {', '.join(TRAIN_MODES)}")
   if cfg.backbone not in BACKBONES:
     raise ValueError(f"backbone={cfg.backbone!r} is not valid; accepted: {list(BACKBONES)}")
   if cfg.proj_head_mode not in PROJ_HEAD_MODES:

@@ -16,14 +16,18 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from simclr_mura import checkpoints, distribute, evaluation, input_pipeline, optim, results, steps, summaries
+from simclr_mura.training import checkpoints, distribute, evaluation, results, steps, summaries
+from simclr_mura.data import input_pipeline
+from simclr_mura.models import optim
+from simclr_mura import config as config_lib
 from simclr_mura.config import Config
 from simclr_mura.errors import UserError
-from simclr_mura.export import export_model
-from simclr_mura.metrics import class_weights as mura_class_weights
-from simclr_mura.metrics import evaluate_predictions
-from simclr_mura.model import build_model, zero_supervised_head
-from simclr_mura.schedule import step_counts
+from simclr_mura.layout import RunDir
+from simclr_mura.training.export import export_model
+from simclr_mura.training.metrics import class_weights as mura_class_weights
+from simclr_mura.training.metrics import evaluate_predictions
+from simclr_mura.models.model import build_model, zero_supervised_head
+from simclr_mura.models.schedule import step_counts
 
 
 class NonFiniteLoss(RuntimeError):
@@ -50,7 +54,7 @@ class Run:
 
 def run(config: Config) -> dict | None:
   """Runs `config.mode` (train, eval, train_then_eval); returns the last evaluation result, if any."""
-  _check_config(config)
+  config_lib.validate(config)
   strategy = distribute.make_strategy(config)
   distribute.set_up_runtime(config)
   builder = input_pipeline.load_builder(config)
@@ -64,25 +68,11 @@ def run(config: Config) -> dict | None:
     if job.chief and final:  # the HParams dashboard compares runs (the arms of a study) side by side
       summaries.log_hparams(config.model_dir, _hparams(config), final)
     if job.chief and job.model.supervised_head is not None:  # a pretraining run without a probe has no classifier
-      export_model(job.model, config, os.path.join(config.model_dir, "export"), int(job.global_step.numpy()))
+      export_model(job.model, config, RunDir(config.model_dir).export_dir, int(job.global_step.numpy()))
   elif config.mode == "eval":
     result = continuous_eval(job)
   job.checkpointer.cleanup()
   return result
-
-
-def _check_config(config: Config) -> None:
-  if not config.model_dir:
-    raise UserError("--model_dir is required")
-  if config.train_mode == "pretrain" and config.backbone != "resnet":
-    raise UserError(f"--backbone={config.backbone} is for supervised runs; pretraining uses --backbone=resnet")
-  if config.train_batch_size < 1 or config.eval_batch_size < 1:
-    raise UserError("--train_batch_size and --eval_batch_size must be positive")
-  if not 0.0 <= config.threshold <= 1.0:
-    raise UserError(f"--threshold={config.threshold} must lie in [0, 1]")
-  if config.mode != "train" and config.train_mode == "pretrain" and not config.lineareval_while_pretraining:
-    raise UserError("evaluating a pretraining run needs --lineareval_while_pretraining (its linear probe is what "
-                    "gets evaluated); use --mode=train")
 
 
 def _set_up(config: Config, strategy: tf.distribute.Strategy, builder) -> Run:
@@ -156,17 +146,17 @@ def train(job: Run) -> dict:
 
   train_loop = steps.make_train_loop(strategy, step_fn, names, job.global_step)
 
-  writer = _writer(job, "train")
+  writer = _writer(job, RunDir.TRAIN)
   if job.chief and start == 0:
     _log_views(job, writer)
   validation = None
   if not pretrain:
     validation = input_pipeline.eval_data(job.builder, config, config.validation_split, config.eval_batch_size)
     best = tf.train.CheckpointManager(tf.train.Checkpoint(model=model, global_step=job.global_step),
-                                      os.path.join(job.checkpointer.write_dir, "best"), max_to_keep=1,
+                                      RunDir(job.checkpointer.write_dir).best_dir, max_to_keep=1,
                                       checkpoint_name="ckpt")
     best_score, plateau = -math.inf, _Plateau(config, job.optimizer)
-    val_writer = _writer(job, "validation")
+    val_writer = _writer(job, RunDir.VALIDATION)
 
   replicas = strategy.num_replicas_in_sync
   print(f"{config.train_mode} on {config.dataset} {config.train_split}: {job.num_train_examples} images, "
@@ -256,7 +246,7 @@ def evaluate_checkpoint(job: Run, prefix: str | None, data: input_pipeline.EvalD
   step = int(job.global_step.numpy())
   if not job.chief:
     return {}
-  result = evaluation.write_evaluation(predictions, job.config, job.config.eval_split, step, _writer(job, "eval"))
+  result = evaluation.write_evaluation(predictions, job.config, job.config.eval_split, step, _writer(job, RunDir.EVAL))
   _print_result(result)
   return result
 
@@ -264,7 +254,7 @@ def evaluate_checkpoint(job: Run, prefix: str | None, data: input_pipeline.EvalD
 def evaluate_selected(job: Run) -> dict:
   """train_then_eval: the best validation checkpoint (or the last) on `eval_split`."""
   prefix = checkpoints.selected_checkpoint(job.config)
-  if prefix and os.path.dirname(prefix) == os.path.join(job.config.model_dir, "best"):
+  if prefix and os.path.dirname(prefix) == RunDir(job.config.model_dir).best_dir:
     print(f"Model selection on {job.config.validation_split}: evaluating {prefix}")
   return evaluate_checkpoint(job, prefix, _eval_split_data(job))
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import keras
 
 from simclr_mura.config import Config
-from simclr_mura.lars import LARS
-from simclr_mura.schedule import WarmUpAndCosineDecay, scaled_learning_rate
+from simclr_mura.models.lars import LARS
+from simclr_mura.models.schedule import WarmUpAndCosineDecay, scaled_learning_rate
 
 # SimCLR tf2/run.py: LARS excludes batch norm parameters, biases and the supervised head from weight decay and from
 # layer adaptation (the head's kernel gets an L2 term in the loss instead: objective.weight_decay_loss).

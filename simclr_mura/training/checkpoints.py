@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from simclr_mura.config import Config
 from simclr_mura.errors import UserError
+from simclr_mura.layout import RunDir
 
 ARCHITECTURE_KEYS = ("backbone", "resnet_depth", "width_multiplier", "image_size", "proj_head_mode",
                      "num_proj_layers", "proj_out_dim")
@@ -30,7 +31,7 @@ def resolve(path: str) -> str:
 
 
 def _saved_config(prefix: str) -> dict:
-  flags_file = os.path.join(os.path.dirname(prefix), "flags.json")
+  flags_file = RunDir(os.path.dirname(prefix)).flags_json
   if tf.io.gfile.exists(flags_file):
     with tf.io.gfile.GFile(flags_file) as f:
       return json.load(f)
@@ -98,7 +99,7 @@ def selected_checkpoint(config: Config) -> str | None:
   """The checkpoint `train_then_eval` evaluates: the best on validation (fine-tuning with --model_selection=best, when
   one was saved), else the latest."""
   if config.train_mode == "finetune" and config.model_selection == "best":
-    best = tf.train.latest_checkpoint(os.path.join(config.model_dir, "best"))
+    best = tf.train.latest_checkpoint(RunDir(config.model_dir).best_dir)
     if best:
       return best
   return tf.train.latest_checkpoint(config.model_dir)

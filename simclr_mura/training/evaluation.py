@@ -1,7 +1,6 @@
 """Scoring a split with a model and writing what an evaluation leaves: result.json, predictions_<split>.csv, eval/."""
 from __future__ import annotations
 
-import os
 from typing import Callable
 
 import keras
@@ -9,10 +8,11 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from simclr_mura import results, summaries
+from simclr_mura.training import results, summaries
 from simclr_mura.config import Config
-from simclr_mura.input_pipeline import EvalData
-from simclr_mura.metrics import evaluate_predictions
+from simclr_mura.layout import RunDir
+from simclr_mura.data.input_pipeline import EvalData
+from simclr_mura.training.metrics import evaluate_predictions
 
 
 def predict(step: Callable, strategy: tf.distribute.Strategy, data: EvalData) -> pd.DataFrame:
@@ -63,7 +63,7 @@ def write_evaluation(predictions: pd.DataFrame, config: Config, split: str, glob
   metrics = evaluate_predictions(predictions, threshold=config.threshold)
   result = {"global_step": int(global_step), "dataset": config.dataset, "train_mode": config.train_mode,
             "train_split": config.train_split, "eval_split": split, **metrics}
-  results.write_predictions(os.path.join(config.model_dir, f"predictions_{_file_safe(split)}.csv"), predictions)
+  results.write_predictions(RunDir(config.model_dir).predictions_csv(split), predictions)
   results.write_result(config.model_dir, result)
   if writer is not None:
     summaries.eval_summaries(writer, metrics, predictions["label"].to_numpy(),
@@ -72,6 +72,3 @@ def write_evaluation(predictions: pd.DataFrame, config: Config, split: str, glob
     writer.flush()
   return result
 
-
-def _file_safe(split: str) -> str:
-  return "".join(c if c.isalnum() or c in "_-" else "_" for c in split).strip("_")

@@ -15,13 +15,13 @@ import pandas as pd
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from simclr_mura import augment
+from simclr_mura.data import augment
 from simclr_mura.config import Config
 from simclr_mura.errors import UserError
+from simclr_mura.layout import SPLITS
 
 SHUFFLE_BUFFER = 10_000
 METADATA_KEYS = ("image_id", "study_id", "patient_id", "study_type", "label")
-_NAMED_SPLITS = ("train", "validation", "test", "train_10pct", "train_1pct")
 
 
 def load_builder(config: Config) -> tfds.core.DatasetBuilder:
@@ -29,7 +29,7 @@ def load_builder(config: Config) -> tfds.core.DatasetBuilder:
   size `synthetic_scale` asks for). An unknown dataset, a size for `mura`, a missing MURA download or a tree that
   fails validation is a `UserError` with prepare's message."""
   import simclr_mura.datasets  # noqa: F401  (registers the builders)
-  from simclr_mura.prepare import prepare
+  from simclr_mura.data.prepare import prepare
   try:
     return prepare(config.dataset, data_dir=config.data_dir, mura_dir=config.mura_dir, scale=config.synthetic_scale)
   except (ValueError, FileNotFoundError) as e:
@@ -43,7 +43,7 @@ def num_examples(builder: tfds.core.DatasetBuilder, split: str) -> int:
   except (KeyError, ValueError, AssertionError, TypeError) as e:
     detail = str(e).splitlines()[0] if str(e) else type(e).__name__
     raise UserError(f"bad split {split!r} for {builder.info.full_name}: {detail}. Accepted: "
-                    f"{', '.join(_NAMED_SPLITS)} or a TFDS slice such as train[:10%] or train[:50%]+validation") from e
+                    f"{', '.join(SPLITS)} or a TFDS slice such as train[:10%] or train[:50%]+validation") from e
   if n == 0:
     raise UserError(f"split {split!r} of {builder.info.full_name} is empty")
   return int(n)
