@@ -47,6 +47,16 @@ def run_trainer(*args: str, env: dict | None = None, timeout: int = 300, check: 
   return proc
 
 
+# Tests that use these fixtures build a dataset or train a model: end-to-end, marked `slow` (deselect: -m "not slow").
+_END_TO_END_FIXTURES = frozenset({"synthetic_data_dir", "pretrained_dir", "tiny_study"})
+
+
+def pytest_collection_modifyitems(items):
+  for item in items:
+    if _END_TO_END_FIXTURES & set(getattr(item, "fixturenames", ())):
+      item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def synthetic_data_dir(tmp_path_factory) -> str:
   """A TFDS data_dir with mura_synthetic/elbow prepared once for the session."""

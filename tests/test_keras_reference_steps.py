@@ -1,19 +1,14 @@
-"""scripts/keras_reference_steps.py: the backend-agnostic reference-model timing used on GPU machines without TF."""
-import importlib.util
+"""`python -m simclr_mura.benchmarks.keras_reference_steps`: the backend-agnostic reference-model timing for GPU
+machines without TensorFlow."""
 import json
-import os
 
 import pytest
 
-_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts",
-                     "keras_reference_steps.py")
+from simclr_mura.benchmarks import keras_reference_steps
 
 
 def _module():
-  spec = importlib.util.spec_from_file_location("keras_reference_steps", _PATH)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return keras_reference_steps
 
 
 def test_times_a_scaled_setting_and_writes_json(tmp_path):

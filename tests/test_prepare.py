@@ -4,7 +4,7 @@ import os
 import pytest
 import tensorflow_datasets as tfds
 
-from simclr_mura.data import prepare
+from simclr_mura import prepare
 from simclr_mura.datasets import synthetic
 
 tfds.disable_progress_bar()

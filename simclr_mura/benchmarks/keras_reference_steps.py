@@ -1,14 +1,13 @@
 """Training-step throughput of the study's reference Keras models, on whatever Keras 3 backend is installed.
 
-For GPU machines where this project's TensorFlow cannot be installed: the device machines lent to this project hold
-JAX (CUDA 13) but no TensorFlow, and TensorFlow 2.21 (a CUDA 12.5 build, about 1.9 GB installed, plus its CUDA 12
-libraries) cannot be carried there. Keras 3 runs the same `keras.applications` models on JAX, so this script gives
-the card's rate for the models the paper preset trains, as a reference for planning; it is NOT a measurement of this
-project's TensorFlow trainer (`python -m simclr_mura.benchmark --suite=gpu` is). Each setting: build the model,
+For GPU machines where this project's TensorFlow cannot be installed (e.g. ones that hold JAX but no TensorFlow 2.21
+with its CUDA 12 libraries): Keras 3 runs the same `keras.applications` models on JAX, so this module gives the card's
+rate for the models the paper preset trains, as a reference for planning; it is NOT a measurement of this project's
+TensorFlow trainer (`python -m simclr_mura.benchmark --suite=gpu` is). Each setting: build the model,
 compile (the first steps, timed apart), then time `--steps` training steps on random device-resident data (never
 zeros) and report the median step. Prints a table and writes one JSON object.
 
-  KERAS_BACKEND=jax python scripts/keras_reference_steps.py --out=gpu_reference.json
+  KERAS_BACKEND=jax python -m simclr_mura.benchmarks.keras_reference_steps --out=gpu_reference.json
 """
 from __future__ import annotations
 
