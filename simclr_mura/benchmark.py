@@ -1,4 +1,4 @@
-"""Benchmarks of the real code paths (contract section 7): input pipeline, train step, dataset build, GPU throughput.
+"""Benchmarks of the real code paths: input pipeline, train step, dataset build, GPU throughput.
 
   python -m simclr_mura.benchmark --suite=cpu --out=bench_cpu.json
   python -m simclr_mura.benchmark --suite=gpu --out=bench_gpu.json

@@ -1,4 +1,4 @@
-"""The benchmark CLI (contract section 7) in its tiny --quick configuration: JSON keys and types, not speed."""
+"""The benchmark CLI in its tiny --quick configuration: JSON keys and types, not speed."""
 import json
 import os
 import subprocess

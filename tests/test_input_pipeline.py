@@ -136,7 +136,7 @@ def test_synthetic_scale_prepares_another_size_in_its_own_folder(tmp_path):
   splits = builder.info.splits
   assert splits["train"].num_examples + splits["validation"].num_examples == sum(
       s.num_images for s in released if s.split == "train")
-  assert splits["test"].num_examples == 235 + 230  # test keeps MURA v1.1's elbow valid images (REFERENCE.md section 2)
+  assert splits["test"].num_examples == 235 + 230  # test keeps MURA v1.1's elbow valid images (MURA v1.1's CSVs)
   assert not tfds.builder("mura_synthetic/elbow", data_dir=str(tmp_path)).is_prepared()  # the default size untouched
   with pytest.raises(UserError, match="applies to mura_synthetic only, not to 'mura/elbow'"):
     input_pipeline.load_builder(config.replace(dataset="mura/elbow"))

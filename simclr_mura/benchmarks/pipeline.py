@@ -114,7 +114,7 @@ def measure(builder: tfds.core.DatasetBuilder, config: Config, s: PipelineSettin
             strategy: tf.distribute.Strategy, log: Callable[[str], None] = print) -> dict[str, Any]:
   """Decode-only and pretraining-pipeline rates, alternating repeat by repeat so that both see the same load.
 
-  Besides the contract's per-core rates (wall-clock rate / cores), each run records its rate per CPU second actually
+  Besides the per-core rates (wall-clock rate / cores), each run records its rate per CPU second actually
   used and its utilization (CPU seconds / wall seconds, at most `cores`): on a machine shared with other jobs the
   wall-clock rate falls with the share of the cores the pipeline gets, the rate per CPU second much less.
   """

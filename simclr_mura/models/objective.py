@@ -1,8 +1,8 @@
 """Contrastive (NT-Xent) loss, its metrics, and the weight-decay term.
 
 A port of Google SimCLR `tf2/objective.py` (`add_contrastive_loss`), the pretraining metrics of `tf2/metrics.py`
-(`update_pretrain_metrics_train`) and `add_weight_decay` of `tf2/model.py` (google-research/simclr, HEAD 383d414; see
-`../shared/REFERENCE.md` section 1). Library code: explicit arguments only, no absl flags.
+(`update_pretrain_metrics_train`) and `add_weight_decay` of `tf2/model.py` (google-research/simclr). Library code:
+explicit arguments only, no absl flags.
 """
 from __future__ import annotations
 

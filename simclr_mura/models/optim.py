@@ -10,16 +10,9 @@ from simclr_mura.models.schedule import WarmUpAndCosineDecay, scaled_learning_ra
 # SimCLR tf2/run.py: LARS excludes batch norm parameters, biases and the supervised head from weight decay and from
 # layer adaptation (the head's kernel gets an L2 term in the loss instead: objective.weight_decay_loss).
 LARS_EXCLUDE = ["batch_norm", "bias", "head_supervised"]
-# Deviation, pretraining only: the linear probe (head_supervised) keeps LARS's trust ratio, its bias included.
-# SimCLR gives the probe the raw learning rate (0.075·√256 = 1.2 in flags/pretrain.cfg, 1.0·√64 = 8 in
-# flags/quick.cfg) on unnormalised encoder features; with 1000 ImageNet classes its argmax survives the divergent
-# loss, but on MURA's two classes the probe's loss grew to 1e3-1e4 and its accuracy stayed at the class prior
-# (`python run.py --flagfile=flags/quick.cfg --dataset=mura_synthetic/elbow ...` at commit 025ecc3). With the trust
-# ratio on its kernel only, the bias still took raw steps of lr 8 with momentum 0.9, and the probe's loss swung at
-# 0.8-1.2, above the class prior's 0.67; validation AUROC 0.47-0.55 over four seeds. With the bias under the trust
-# ratio too, the loss settles below the prior (0.65) and validation image AUROC is 0.56-0.63 over the same four seeds
-# (README, "The quick study"). Fine-tuning keeps SimCLR's exclusion (a zero-initialised head must move at the full
-# rate).
+# Deviation, pretraining only: the linear probe (head_supervised) keeps LARS's trust ratio, its bias included: at
+# SimCLR's raw learning rate a two-class probe on unnormalised features diverges (fine-tuning keeps SimCLR's exclusion:
+# a zero-initialised head must move at the full rate).
 _OUTSIDE_PROBE = r"^(?!.*head_supervised)"  # anchored at the start: re.search cannot skip past the probe's name
 LARS_EXCLUDE_FROM_ADAPTATION_PRETRAIN = ["batch_norm", _OUTSIDE_PROBE + r".*bias"]
 

@@ -1,6 +1,7 @@
 """Learning-rate schedule and step counting of Google SimCLR (tf2/model.py, tf2/run.py).
 
-See `../shared/REFERENCE.md` section 1. Library code: explicit arguments only, no absl flags.
+Source: google-research/simclr tf2/model.py (`WarmUpAndCosineDecay`) and tf2/run.py (step counts). Library code:
+explicit arguments only, no absl flags.
 """
 from __future__ import annotations
 

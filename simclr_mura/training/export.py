@@ -29,8 +29,8 @@ def export_model(model: keras.Model, config: Config, export_dir: str, global_ste
   class Exported(tf.Module):
     def __init__(self):
       super().__init__()
-      # Only the weights are tracked: saving the Keras model itself walks every layer's object graph (20 s for
-      # DenseNet-169 on the 2-core CPU, 9 s with the variables alone); the SavedModel needs only them and `serve`.
+      # Only the weights are tracked: saving the Keras model itself walks every layer's object graph (about twice as
+      # slow); the SavedModel needs only the variables and `serve`.
       self.weights = list(model.variables)
 
     @tf.function(input_signature=[tf.TensorSpec([None, size, size, 1], tf.float32, name="images")])

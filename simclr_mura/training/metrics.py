@@ -1,14 +1,14 @@
 """Binary classification metrics at image and study level, the way the MURA paper scores them.
 
 Positive class = abnormal = 1. An image (or study) is predicted abnormal when its probability is strictly above the
-threshold (contract section 3, `--threshold`: "abnormal when the (mean) probability is above it"), so a probability of
+threshold (`--threshold`: "abnormal when the (mean) probability is above it"), so a probability of
 exactly 0.5 is normal at the default threshold.
 
-Study level follows the MURA paper (Rajpurkar et al., arXiv 1712.06957; ../shared/REFERENCE.md section 2): a study's
+Study level follows the MURA paper (Rajpurkar et al. 2017, arXiv:1712.06957): a study's
 probability is the arithmetic mean of its images' probabilities; the study's label is the label of its images (MURA
 labels studies, and every image of a study carries the study's label).
 
-A metric that has no defined value is `None` (JSON null), never a made-up number (contract section 4):
+A metric that has no defined value is `None` (JSON null), never a made-up number:
   * precision is None without positive predictions (TP + FP = 0);
   * recall is None without positive labels (TP + FN = 0);
   * specificity is None without negative labels (TN + FP = 0);
@@ -158,7 +158,7 @@ def evaluate_predictions(predictions: pd.DataFrame, threshold: float = 0.5) -> D
 def class_weights(labels: Iterable[Any]) -> Dict[int, float]:
   """The MURA paper's class weights for the weighted binary cross-entropy (`--class_weight=balanced`).
 
-  MURA paper (arXiv 1712.06957; REFERENCE.md section 2): w_abnormal = N / (A + N), w_normal = A / (A + N), with A and
+  MURA paper (arXiv:1712.06957): w_abnormal = N / (A + N), w_normal = A / (A + N), with A and
   N the numbers of abnormal and normal images in the training set. The rarer class gets the larger weight; the weights
   sum to 1.
 

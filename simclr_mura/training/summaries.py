@@ -1,6 +1,7 @@
 """TensorBoard helpers for the trainer and the evaluator (TF2 `tf.summary`, eager), and a reader for event files.
 
-Layout (contract section 4): training scalars under `<model_dir>/train`, evaluation under `<model_dir>/eval` with tags
+Layout (`layout.RunDir`, as SimCLR's tf2/run.py): training scalars under `<model_dir>/train`, evaluation under
+`<model_dir>/eval` with tags
 `image/<metric>` and `study/<metric>`; hyperparameters and final metrics for the HParams dashboard via
 `log_hparams(<model_dir>, ...)`, so pointing TensorBoard at a study folder compares its arms.
 
