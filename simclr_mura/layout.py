@@ -83,18 +83,6 @@ class RunDir:
     return self.join(f"predictions_{safe}.csv")
 
   @property
-  def train_dir(self) -> str:
-    return self.join(self.TRAIN)
-
-  @property
-  def validation_dir(self) -> str:
-    return self.join(self.VALIDATION)
-
-  @property
-  def eval_dir(self) -> str:
-    return self.join(self.EVAL)
-
-  @property
   def best_dir(self) -> str:
     return self.join(self.BEST)
 

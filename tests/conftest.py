@@ -48,7 +48,8 @@ def run_trainer(*args: str, env: dict | None = None, timeout: int = 300, check: 
 
 
 # Tests that use these fixtures build a dataset or train a model: end-to-end, marked `slow` (deselect: -m "not slow").
-_END_TO_END_FIXTURES = frozenset({"synthetic_data_dir", "pretrained_dir", "tiny_study"})
+_END_TO_END_FIXTURES = frozenset({"synthetic_data_dir", "pretrained_dir", "finetuned_dir", "tiny_study", "explored",
+                                  "mura_parent"})
 
 
 def pytest_collection_modifyitems(items):

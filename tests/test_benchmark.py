@@ -78,6 +78,7 @@ def _check_gpu(result: dict) -> None:
   assert _number(setting["pretrain_compute_only_views_per_sec"]) and _number(setting["supervised_images_per_sec"])
 
 
+@pytest.mark.slow  # builds a dataset and trains
 @pytest.mark.timeout(300)
 def test_both_suites_quick(tmp_path):
   """Both suites at once (two processes: their start-up and graph tracing overlap on a 2-core machine)."""

@@ -33,9 +33,14 @@ def _study(*args, timeout=900):
                         text=True, timeout=timeout)
 
 
-def _install_wheel(tmp_path_factory) -> str:
-  """Builds the package's wheel from a copy of the source tree and unpacks it into a folder (not a venv): a
-  non-editable install that this interpreter imports through PYTHONPATH. Returns that folder."""
+def _install(tmp_path_factory) -> tuple[str, dict[str, str]]:
+  """A non-editable install of a copy of the source tree into a folder that this interpreter imports through
+  PYTHONPATH (no venv is touched, nothing is downloaded): setuptools' `build_py` lays out exactly the files a wheel of
+  this pure-Python package holds (packages and package data), `egg_info` its console scripts.
+
+  (`pip wheel --no-build-isolation` would need a setuptools recent enough for the installed `wheel`, which the
+  environment running the tests need not have.) Returns (the folder, {console script: "module:function"}).
+  """
   src = tmp_path_factory.mktemp("src")
   files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, text=True, check=True).stdout
   for name in filter(None, files.split("\0")):
@@ -44,20 +49,32 @@ def _install_wheel(tmp_path_factory) -> str:
       continue  # the top-level flags/ link: not part of the package
     os.makedirs(src / os.path.dirname(name), exist_ok=True)
     shutil.copy2(path, src / name)
-  wheels, site = tmp_path_factory.mktemp("wheel"), tmp_path_factory.mktemp("site")
-  pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", "--quiet"]
-  subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(src)], check=True,
-                 capture_output=True, timeout=300)
-  (wheel,) = [w for w in os.listdir(wheels) if w.endswith(".whl")]
-  subprocess.run([*pip, "install", "--no-deps", "--no-index", "--target", str(site), str(wheels / wheel)], check=True,
-                 capture_output=True, timeout=300)
-  return str(site)
+  site, info = tmp_path_factory.mktemp("site"), tmp_path_factory.mktemp("egg_info")
+  subprocess.run([sys.executable, "setup.py", "-q", "build_py", f"--build-lib={site}", "egg_info",
+                  f"--egg-base={info}"], cwd=src, check=True, capture_output=True, timeout=300)
+  (egg,) = os.listdir(info)
+  scripts = {}
+  with open(os.path.join(info, egg, "entry_points.txt")) as f:
+    for line in f:
+      if "=" in line:
+        name, target = (x.strip() for x in line.split("=", 1))
+        scripts[name] = target
+  return str(site), scripts
+
+
+def _console_script(target: str) -> list[str]:
+  """The command a console script `module:function` runs (what pip's generated launcher does)."""
+  module, function = target.split(":")
+  return [sys.executable, "-c", f"import sys; from {module} import {function}; sys.exit({function}())"]
 
 
 @pytest.fixture(scope="module")
 def tiny_study(synthetic_data_dir, tmp_path_factory):
   """The tiny study run by the installed console script `simclr-mura-study` from an unrelated folder."""
-  site = _install_wheel(tmp_path_factory)
+  site, scripts = _install(tmp_path_factory)
+  for name in ("simclr-mura", "simclr-mura-prepare", "simclr-mura-explore", "simclr-mura-predict", "simclr-mura-report",
+               "simclr-mura-study", "simclr-mura-benchmark"):
+    assert name in scripts, name
   elsewhere = tmp_path_factory.mktemp("elsewhere")
   env = _env(PYTHONPATH=site)
   where = subprocess.run([sys.executable, "-c", "import simclr_mura.study.arms as a; print(a.__file__); "
@@ -66,7 +83,7 @@ def tiny_study(synthetic_data_dir, tmp_path_factory):
   assert all(p.startswith(site) for p in where), where  # the installed copy, not the source tree
   assert os.path.isfile(os.path.join(where[1], "tiny.cfg"))
   out = str(tmp_path_factory.mktemp("study"))
-  proc = subprocess.run([os.path.join(site, "bin", "simclr-mura-study"), "--preset=tiny", "--parts=elbow",
+  proc = subprocess.run([*_console_script(scripts["simclr-mura-study"]), "--preset=tiny", "--parts=elbow",
                          f"--out={out}", f"--data_dir={synthetic_data_dir}"], cwd=elsewhere, env=env,
                         capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -104,13 +104,18 @@ def read_predictions(path: PathLike) -> pd.DataFrame:
   return df
 
 
+def _check_keys(value: Any, expected: tuple, what: str, kind: str) -> None:
+  """A one-line ValueError unless `value` is a mapping with exactly the `expected` keys."""
+  if not isinstance(value, Mapping):
+    raise ValueError(f"{what} must be {kind}; got {type(value).__name__}")
+  keys = set(value)
+  if keys != set(expected):
+    raise ValueError(f"{what} must have exactly the keys {list(expected)}; missing "
+                     f"{sorted(set(expected) - keys)}, unexpected {sorted(keys - set(expected))}")
+
+
 def _check_metrics(level: str, metrics: Any) -> Dict[str, Any]:
-  if not isinstance(metrics, Mapping):
-    raise ValueError(f"result[{level!r}] must be a dict of metrics; got {type(metrics).__name__}")
-  keys = set(metrics)
-  if keys != set(METRIC_KEYS):
-    raise ValueError(f"result[{level!r}] must have exactly the keys {list(METRIC_KEYS)}; "
-                     f"missing {sorted(set(METRIC_KEYS) - keys)}, unexpected {sorted(keys - set(METRIC_KEYS))}")
+  _check_keys(metrics, METRIC_KEYS, f"result[{level!r}]", "a dict of metrics")
   out: Dict[str, Any] = {}
   for key in METRIC_KEYS:
     value = metrics[key]
@@ -137,12 +142,7 @@ def validate_result(result: Mapping[str, Any]) -> Dict[str, Any]:
   Raises:
     ValueError: a missing or unexpected key, a wrong type, or a NaN/inf metric (undefined metrics must be None).
   """
-  if not isinstance(result, Mapping):
-    raise ValueError(f"a result must be a dict; got {type(result).__name__}")
-  keys = set(result)
-  if keys != set(RESULT_KEYS):
-    raise ValueError(f"a result must have exactly the keys {list(RESULT_KEYS)}; missing "
-                     f"{sorted(set(RESULT_KEYS) - keys)}, unexpected {sorted(keys - set(RESULT_KEYS))}")
+  _check_keys(result, RESULT_KEYS, "a result", "a dict")
   step = result["global_step"]
   if isinstance(step, (bool, np.bool_)) or not isinstance(step, (numbers.Integral, np.integer)) or step < 0:
     raise ValueError(f"result['global_step'] must be a non-negative int; got {step!r}")
