@@ -10,7 +10,7 @@ import sys
 from typing import Sequence
 
 from simclr_mura import datasets
-from simclr_mura.data.prepare import parse_dataset, prepare  # noqa: F401  (prepare: the library call, re-exported)
+from simclr_mura.data.prepare import prepare
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -43,7 +43,7 @@ def _choose_gradcam_arm(part_runs: Sequence[Dict[str, Any]],
   return run, "no validation study AUROC in its TensorBoard summaries; the arm with the most labels"
 
 
-def build_report(study_dir: str, out_dir: Optional[str] = None, explore_fn: Optional[ExploreFn] = None,
+def build_report(study_dir: str, out_dir: Optional[str] = None, *, explore_fn: Optional[ExploreFn] = None,
                  gradcam_fn: Optional[GradcamFn] = None,
                  skip_reasons: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
   """Writes `<out_dir>` (default `<study_dir>/report/`): results.csv, results.md and the figures.
