@@ -125,6 +125,7 @@ def test_eval_crop_rule_and_flag():
   assert flags.config_from_argv(["--model_dir=m"]).eval_crop == "center"
 
 
+@pytest.mark.slow  # builds a dataset
 def test_synthetic_scale_prepares_another_size_in_its_own_folder(tmp_path):
   import tensorflow_datasets as tfds
   from simclr_mura.datasets import synthetic

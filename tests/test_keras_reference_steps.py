@@ -11,6 +11,7 @@ def _module():
   return keras_reference_steps
 
 
+@pytest.mark.slow  # trains a model
 def test_times_a_scaled_setting_and_writes_json(tmp_path):
   out = tmp_path / "ref.json"
   assert _module().main([f"--out={out}", "--settings=resnet50_b64_224", "--precisions=float32", "--scale=0.15",

@@ -179,6 +179,7 @@ def test_rendered_images_match_the_builder_version():
   assert str(MuraSynthetic.VERSION) == FINGERPRINT_VERSION, "a new VERSION: re-pin the fingerprints for its data"
 
 
+@pytest.mark.slow  # builds a dataset
 def test_synthetic_builder_small_scale(tmp_path):
   from simclr_mura.datasets import mura_synthetic
   builder = tfds.builder("mura_synthetic/elbow", data_dir=str(tmp_path), scale=0.02, seed=0)
