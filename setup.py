@@ -9,7 +9,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10,<3.13",
     packages=find_packages(include=["simclr_mura", "simclr_mura.*"]),
-    include_package_data=True,
+    package_data={"simclr_mura": ["presets/*.cfg"]},  # the study's flagfiles, found through importlib.resources
     install_requires=[
         "tensorflow>=2.21,<2.22",
         "tensorflow-datasets>=4.9.9,<4.10",
@@ -35,7 +35,9 @@ setup(
             "simclr-mura-explore=simclr_mura.explore:run",
             "simclr-mura-predict=simclr_mura.predict:run",
             "simclr-mura-report=simclr_mura.report:run",
+            "simclr-mura-study=simclr_mura.study.cli:run",
             "simclr-mura-benchmark=simclr_mura.benchmark:run",
+            "simclr-mura-synthetic-findings=simclr_mura.synthetic_findings:run",
         ]
     },
 )

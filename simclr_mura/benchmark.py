@@ -1,4 +1,4 @@
-"""Benchmarks of the real code paths (contract section 7): input pipeline, train step, dataset build, GPU throughput.
+"""Benchmarks of the real code paths: input pipeline, train step, dataset build, GPU throughput.
 
   python -m simclr_mura.benchmark --suite=cpu --out=bench_cpu.json
   python -m simclr_mura.benchmark --suite=gpu --out=bench_gpu.json
@@ -139,7 +139,7 @@ def _config():
 
 
 def _load_dataset(args: argparse.Namespace):
-  from simclr_mura import prepare  # pylint: disable=g-import-not-at-top
+  from simclr_mura.data import prepare  # pylint: disable=g-import-not-at-top
   return prepare.prepare(args.dataset, data_dir=args.data_dir, mura_dir=args.mura_dir)
 
 
@@ -159,7 +159,8 @@ def _synthetic_dataset(args: argparse.Namespace, work_dir: str, created: list[st
 
 def cpu_suite(args: argparse.Namespace, work_dir: str, created: list[str]) -> dict[str, Any]:
   """Build (subprocess), then pipeline and step measurements on the built dataset."""
-  from simclr_mura import distribute, prepare  # pylint: disable=g-import-not-at-top
+  from simclr_mura.training import distribute  # pylint: disable=g-import-not-at-top
+  from simclr_mura.data import prepare  # pylint: disable=g-import-not-at-top
   from simclr_mura.benchmarks import build, common, pipeline, train_step  # pylint: disable=g-import-not-at-top
   cores = args.cores or common.cores_available()
   elapsed: dict[str, float] = {}
@@ -232,7 +233,8 @@ def _onednn_ran(pipe: dict[str, Any], step: dict[str, Any]) -> bool | None:
 
 def gpu_suite(args: argparse.Namespace, work_dir: str, created: list[str]) -> dict[str, Any]:
   """SimCLR pretraining fed by the real pipeline and ResNet50 supervised, per precision/XLA setting."""
-  from simclr_mura import distribute, prepare  # pylint: disable=g-import-not-at-top
+  from simclr_mura.training import distribute  # pylint: disable=g-import-not-at-top
+  from simclr_mura.data import prepare  # pylint: disable=g-import-not-at-top
   from simclr_mura.benchmarks import common, train_step  # pylint: disable=g-import-not-at-top
   if not common.gpu_names() and not args.allow_cpu:
     raise SystemExit("error: --suite=gpu found no GPU (pass --allow_cpu to test its code path on the CPU)")
@@ -359,7 +361,7 @@ def _command(argv: Sequence[str] | None) -> str:
 
 
 def _write(path: str, result: dict[str, Any]) -> None:
-  from simclr_mura import results  # pylint: disable=g-import-not-at-top
+  from simclr_mura.training import results  # pylint: disable=g-import-not-at-top
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   results.atomic_write_text(path, json.dumps(result, indent=2, default=str) + "\n")
 

@@ -1,14 +1,33 @@
-"""The run configuration: one frozen object built by the CLI layer and passed explicitly.
+"""The run configuration: one frozen object built by the CLI layer and passed explicitly, its enum choices, and the
+one validation pass (`validate`) every run goes through before any data is prepared.
 
-Field names and defaults follow Google SimCLR's `tf2/run.py` flags (google-research/simclr, HEAD 383d414; see
-`../shared/REFERENCE.md` section 1) wherever SimCLR has the flag. Library modules never read absl flags: they take a
-`Config` (or plain arguments) and nothing else.
+Field names and defaults follow Google SimCLR's `tf2/run.py` flags (google-research/simclr) wherever SimCLR has the
+flag. Library modules never read absl flags: they take a `Config` (or plain arguments) and nothing else.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 from typing import Any, Optional
+
+from simclr_mura.errors import UserError
+
+# The accepted values of every enum field (the trainer's flags, the model and the pipeline read them from here).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "mode": ("train", "eval", "train_then_eval"),
+    "train_mode": ("pretrain", "finetune"),
+    "model_selection": ("best", "last"),
+    "train_crop": ("random", "none"),
+    "eval_crop": ("center", "none"),
+    "backbone": ("resnet", "densenet169"),
+    "proj_head_mode": ("nonlinear", "linear", "none"),
+    "class_weight": ("none", "balanced"),
+    "optimizer": ("lars", "momentum", "adam"),
+    "learning_rate_scaling": ("linear", "sqrt"),
+    "lr_schedule": ("cosine", "plateau"),
+    "strategy": ("auto", "one_device", "mirrored", "multi_worker", "tpu"),
+    "mixed_precision": ("none", "mixed_float16", "mixed_bfloat16"),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,3 +122,23 @@ class Config:
 
   def to_json(self) -> str:
     return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def validate(config: Config) -> None:
+  """Stops a run before any data is prepared or any training starts: one-line `UserError`s naming the bad value and
+  what is accepted. The one home of whole-configuration checks (the model adds its architecture checks on build)."""
+  for name, accepted in CHOICES.items():
+    value = getattr(config, name)
+    if value not in accepted:
+      raise UserError(f"unknown --{name}={value}; accepted: {', '.join(accepted)}")
+  if not config.model_dir:
+    raise UserError("--model_dir is required")
+  if config.train_mode == "pretrain" and config.backbone != "resnet":
+    raise UserError(f"--backbone={config.backbone} is for supervised runs; pretraining uses --backbone=resnet")
+  if config.train_batch_size < 1 or config.eval_batch_size < 1:
+    raise UserError("--train_batch_size and --eval_batch_size must be positive")
+  if not 0.0 <= config.threshold <= 1.0:
+    raise UserError(f"--threshold={config.threshold} must lie in [0, 1]")
+  if config.mode != "train" and config.train_mode == "pretrain" and not config.lineareval_while_pretraining:
+    raise UserError("evaluating a pretraining run needs --lineareval_while_pretraining (its linear probe is what "
+                    "gets evaluated); use --mode=train")

@@ -1,8 +1,9 @@
 """absl flags of the trainer (`python run.py`, console script `simclr-mura`), turned into a frozen `Config`.
 
-Flag names, meanings and defaults follow Google SimCLR's tf2/run.py (google-research/simclr HEAD 383d414) wherever
-SimCLR has the flag; the contract (shared/CONTRACT.md section 3) adds the MURA-specific ones. Defaults are those of a
-real MURA run on one GPU; `flags/*.cfg` hold the study's presets. This is the only module that reads `FLAGS`.
+Flag names, meanings and defaults follow Google SimCLR's tf2/run.py (google-research/simclr) wherever SimCLR has the
+flag; the MURA-specific ones (data, backbone, class weights, strategy, ...) are this package's. Defaults are those of a
+real MURA run on one GPU; the presets (`simclr_mura/presets/*.cfg`) hold the study's recipes. This is the only module
+that reads `FLAGS`.
 """
 from __future__ import annotations
 
@@ -10,19 +11,19 @@ import dataclasses
 
 from absl import flags
 
-from simclr_mura.config import Config
+from simclr_mura.config import CHOICES, Config
 
 _D = Config()  # defaults live in one place: the Config dataclass
 
 # --- what to run ----------------------------------------------------------------------------------------------------
-flags.DEFINE_enum("mode", _D.mode, ["train", "eval", "train_then_eval"],
+flags.DEFINE_enum("mode", _D.mode, CHOICES["mode"],
                   "Whether to train, evaluate the latest checkpoint (waiting for new ones), or both.")
-flags.DEFINE_enum("train_mode", _D.train_mode, ["pretrain", "finetune"],
+flags.DEFINE_enum("train_mode", _D.train_mode, CHOICES["train_mode"],
                   "pretrain: SimCLR contrastive pretraining; finetune: supervised training of the head "
                   "(and encoder, see fine_tune_after_block), from --checkpoint or from scratch.")
 flags.DEFINE_string("model_dir", None, "Where checkpoints, summaries, results and the export go (required).")
 flags.DEFINE_string("checkpoint", None, "A pretrain model_dir or checkpoint path to start fine-tuning from.")
-flags.DEFINE_enum("model_selection", _D.model_selection, ["best", "last"],
+flags.DEFINE_enum("model_selection", _D.model_selection, CHOICES["model_selection"],
                   "train_then_eval evaluates the checkpoint with the best validation study-level AUROC, or the last.")
 
 # --- data -----------------------------------------------------------------------------------------------------------
@@ -44,26 +45,26 @@ flags.DEFINE_integer("image_size", _D.image_size, "Input image side in pixels.")
 # --- augmentation ---------------------------------------------------------------------------------------------------
 flags.DEFINE_float("color_jitter_strength", _D.color_jitter_strength, "Strength of colour (brightness/contrast) jitter.")
 flags.DEFINE_bool("use_blur", _D.use_blur, "Gaussian blur augmentation while pretraining.")
-flags.DEFINE_enum("train_crop", _D.train_crop, ["random", "none"],
+flags.DEFINE_enum("train_crop", _D.train_crop, CHOICES["train_crop"],
                   "Training views: SimCLR's random resized crop, or none (whole image resized, as the MURA paper).")
 flags.DEFINE_float("crop_min_area", _D.crop_min_area,
                    "Smallest area of --train_crop=random's crop, as a fraction of the image (SimCLR: 0.08).",
                    lower_bound=0.01, upper_bound=1.0)
-flags.DEFINE_enum("eval_crop", _D.eval_crop, ["center", "none"],
+flags.DEFINE_enum("eval_crop", _D.eval_crop, CHOICES["eval_crop"],
                   "Evaluation views: SimCLR's centre crop of 0.875 (aspect preserving; skipped at <= 32 px), or none "
                   "(whole image resized: the geometry --train_crop=none trains on, as the MURA paper).")
 flags.DEFINE_float("rotation_degrees", _D.rotation_degrees, "Random rotation up to this many degrees (0: off).")
 flags.DEFINE_float("translate_fraction", _D.translate_fraction, "Random translation up to this fraction (0: off).")
 
 # --- model ----------------------------------------------------------------------------------------------------------
-flags.DEFINE_enum("backbone", _D.backbone, ["resnet", "densenet169"], "Encoder architecture.")
+flags.DEFINE_enum("backbone", _D.backbone, CHOICES["backbone"], "Encoder architecture.")
 flags.DEFINE_string("backbone_weights", _D.backbone_weights,
                     "none, imagenet (downloaded by Keras; needs internet) or a path to a local weights file.")
 flags.DEFINE_integer("resnet_depth", _D.resnet_depth, "Depth of ResNet: 18, 34, 50, 101, 152 or 200.")
 flags.DEFINE_float("width_multiplier", _D.width_multiplier, "Multiplier of the ResNet's channel widths.")
 flags.DEFINE_float("batch_norm_decay", _D.batch_norm_decay, "Batch norm decay (momentum) parameter.")
 flags.DEFINE_bool("global_bn", _D.global_bn, "Aggregate batch norm statistics across replicas.")
-flags.DEFINE_enum("proj_head_mode", _D.proj_head_mode, ["none", "linear", "nonlinear"], "Projection head mode.")
+flags.DEFINE_enum("proj_head_mode", _D.proj_head_mode, CHOICES["proj_head_mode"], "Projection head mode.")
 flags.DEFINE_integer("proj_out_dim", _D.proj_out_dim, "Number of head projection dimensions.")
 flags.DEFINE_integer("num_proj_layers", _D.num_proj_layers, "Number of non-linear head layers.")
 flags.DEFINE_integer("ft_proj_selector", _D.ft_proj_selector,
@@ -78,15 +79,15 @@ flags.DEFINE_bool("lineareval_while_pretraining", _D.lineareval_while_pretrainin
 # --- objective ------------------------------------------------------------------------------------------------------
 flags.DEFINE_float("temperature", _D.temperature, "Temperature of the contrastive loss.")
 flags.DEFINE_bool("hidden_norm", _D.hidden_norm, "L2-normalise the projections in the contrastive loss.")
-flags.DEFINE_enum("class_weight", _D.class_weight, ["none", "balanced"],
+flags.DEFINE_enum("class_weight", _D.class_weight, CHOICES["class_weight"],
                   "balanced: the MURA paper's w_abnormal = N/(A+N), w_normal = A/(A+N) from the training split.")
 
 # --- optimisation ---------------------------------------------------------------------------------------------------
-flags.DEFINE_enum("optimizer", _D.optimizer, ["lars", "momentum", "adam"], "Optimizer.")
+flags.DEFINE_enum("optimizer", _D.optimizer, CHOICES["optimizer"], "Optimizer.")
 flags.DEFINE_float("learning_rate", _D.learning_rate, "Initial learning rate per batch size of 256.")
-flags.DEFINE_enum("learning_rate_scaling", _D.learning_rate_scaling, ["linear", "sqrt"],
+flags.DEFINE_enum("learning_rate_scaling", _D.learning_rate_scaling, CHOICES["learning_rate_scaling"],
                   "How to scale the learning rate with the batch size.")
-flags.DEFINE_enum("lr_schedule", _D.lr_schedule, ["cosine", "plateau"],
+flags.DEFINE_enum("lr_schedule", _D.lr_schedule, CHOICES["lr_schedule"],
                   "cosine: SimCLR's warm-up + cosine decay; plateau: the MURA paper's lr/10 when the validation "
                   "loss stops improving (fine-tuning).")
 flags.DEFINE_integer("plateau_patience", _D.plateau_patience, "Epochs without validation improvement before lr/10.")
@@ -105,12 +106,12 @@ flags.DEFINE_integer("keep_checkpoint_max", _D.keep_checkpoint_max, "Maximum num
 flags.DEFINE_float("threshold", _D.threshold, "A study/image is abnormal when its (mean) probability is above it.")
 
 # --- hardware -------------------------------------------------------------------------------------------------------
-flags.DEFINE_enum("strategy", _D.strategy, ["auto", "one_device", "mirrored", "multi_worker", "tpu"],
+flags.DEFINE_enum("strategy", _D.strategy, CHOICES["strategy"],
                   "tf.distribute strategy; auto: TPU if --use_tpu, else mirrored over all GPUs, else one device.")
 flags.DEFINE_integer("cpu_replicas", _D.cpu_replicas, "> 1 splits the CPU into this many logical devices.")
 flags.DEFINE_bool("use_tpu", _D.use_tpu, "Whether to run on TPU.")
 flags.DEFINE_string("tpu_name", _D.tpu_name, "The Cloud TPU to use (name or grpc:// address).")
-flags.DEFINE_enum("mixed_precision", _D.mixed_precision, ["none", "mixed_float16", "mixed_bfloat16"],
+flags.DEFINE_enum("mixed_precision", _D.mixed_precision, CHOICES["mixed_precision"],
                   "Keras mixed-precision policy.")
 flags.DEFINE_bool("jit_compile", _D.jit_compile, "Compile the train step with XLA.")
 flags.DEFINE_integer("seed", _D.seed, "Random seed (initialisation, shuffling, augmentation).")

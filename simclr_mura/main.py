@@ -15,7 +15,7 @@ def main(argv: list[str]) -> None:
   if not trainer_flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # TFDS logs every file it reads at INFO
   config = trainer_flags.config_from_flags()
-  from simclr_mura import trainer  # imported after flag parsing: TensorFlow start-up is slow
+  from simclr_mura.training import trainer  # imported after flag parsing: TensorFlow start-up is slow
   try:
     trainer.run(config)
   except UserError as e:

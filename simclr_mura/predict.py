@@ -14,6 +14,8 @@ import sys
 import numpy as np
 import pandas as pd
 
+from simclr_mura.layout import RunDir
+
 
 def _collect(paths: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
   """(image path, study name) pairs and one error message per bad path."""
@@ -36,10 +38,10 @@ def predict_paths(model_dir: str, paths: list[str], threshold: float | None = No
   """Per-image and per-study predictions for `paths` with the SavedModel in `model_dir/export`, and the errors."""
   import tensorflow as tf
 
-  from simclr_mura import augment
-  from simclr_mura.export import PREPROCESSING_FILE
+  from simclr_mura.data import augment
+  from simclr_mura.training.export import PREPROCESSING_FILE
 
-  export_dir = os.path.join(model_dir, "export")
+  export_dir = RunDir(model_dir).export_dir
   if not os.path.isfile(os.path.join(export_dir, "saved_model.pb")):
     raise FileNotFoundError(f"{export_dir} holds no exported model; train with --model_dir={model_dir} first")
   with open(os.path.join(export_dir, PREPROCESSING_FILE)) as f:

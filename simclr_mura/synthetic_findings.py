@@ -17,8 +17,8 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from simclr_mura.datasets.synthetic import finding_of
-from simclr_mura.metrics import study_level
-from simclr_mura.results import read_predictions
+from simclr_mura.training.metrics import study_level
+from simclr_mura.training.results import read_predictions
 
 MIN_ABNORMAL_STUDIES = 3  # fewer abnormal studies of a kind give no AUROC worth printing
 

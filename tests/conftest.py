@@ -17,7 +17,7 @@ except RuntimeError:  # already initialised by an earlier import
 
 import pytest  # noqa: E402
 
-from simclr_mura.distribute import mirrored_strategy  # noqa: E402
+from simclr_mura.training.distribute import mirrored_strategy  # noqa: E402
 
 
 def two_cpu_strategy() -> tf.distribute.MirroredStrategy:
@@ -48,11 +48,22 @@ def run_trainer(*args: str, env: dict | None = None, timeout: int = 300, check: 
   return proc
 
 
+# Tests that use these fixtures build a dataset or train a model: end-to-end, marked `slow` (deselect: -m "not slow").
+_END_TO_END_FIXTURES = frozenset({"synthetic_data_dir", "pretrained_dir", "finetuned_dir", "tiny_study", "explored",
+                                  "mura_parent"})
+
+
+def pytest_collection_modifyitems(items):
+  for item in items:
+    if _END_TO_END_FIXTURES & set(getattr(item, "fixturenames", ())):
+      item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def synthetic_data_dir(tmp_path_factory) -> str:
   """A TFDS data_dir with mura_synthetic/elbow prepared once for the session."""
   import simclr_mura.datasets  # noqa: F401
-  from simclr_mura.prepare import prepare
+  from simclr_mura.data.prepare import prepare
   data_dir = str(tmp_path_factory.mktemp("tfds"))
   prepare("mura_synthetic/elbow", data_dir=data_dir)
   return data_dir

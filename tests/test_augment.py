@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from simclr_mura import augment
+from simclr_mura.data import augment
 
 N_DRAWS = 400
 

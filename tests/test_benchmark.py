@@ -1,4 +1,4 @@
-"""The benchmark CLI (contract section 7) in its tiny --quick configuration: JSON keys and types, not speed."""
+"""The benchmark CLI in its tiny --quick configuration: JSON keys and types, not speed."""
 import json
 import os
 import subprocess
@@ -85,6 +85,7 @@ def _check_gpu(result: dict) -> None:
   assert _number(setting["pretrain_compute_only_views_per_sec"]) and _number(setting["supervised_images_per_sec"])
 
 
+@pytest.mark.slow  # builds a dataset and trains
 @pytest.mark.timeout(600)
 def test_both_suites_quick(tmp_path):
   """Both suites at once (two processes: their start-up and graph tracing overlap on a 2-core machine), then the cpu

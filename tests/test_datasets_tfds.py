@@ -7,6 +7,7 @@ import atexit
 import shutil
 import tempfile
 
+import pytest
 import tensorflow_datasets as tfds
 
 from simclr_mura.datasets import layout, mura, splits, synthetic
@@ -17,6 +18,7 @@ atexit.register(shutil.rmtree, _ROOT, ignore_errors=True)
 synthetic.write_mura_tree(_ROOT, seed=4, scale=0.006, study_types=_TYPES, workers=1)
 
 
+@pytest.mark.slow  # builds the dataset
 class MuraTest(tfds.testing.DatasetBuilderTestCase):
   DATASET_CLASS = mura.Mura
   BUILDER_CONFIG_NAMES_TO_TEST = ["elbow_hand_shoulder"]

@@ -6,7 +6,8 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from simclr_mura import explore
+from simclr_mura import explore as explore_cli
+from simclr_mura.data import explore
 from simclr_mura.datasets import synthetic
 
 tfds.disable_progress_bar()
@@ -72,6 +73,6 @@ def test_figures_are_readable_images(explored):
 def test_cli_prints_the_written_files(explored, capsys, tmp_path):
   _, builder = explored
   data_dir = os.path.dirname(os.path.dirname(os.path.dirname(builder.data_dir)))
-  explore.run(["--dataset=mura/elbow_hand_shoulder", f"--data_dir={data_dir}", f"--out={tmp_path}"])
+  explore_cli.run(["--dataset=mura/elbow_hand_shoulder", f"--data_dir={data_dir}", f"--out={tmp_path}"])
   out = capsys.readouterr().out
   assert f"counts_md: {tmp_path / 'counts.md'}" in out and os.path.exists(tmp_path / "samples_shoulder.png")

@@ -13,10 +13,12 @@ import tensorflow_datasets as tfds
 from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
 from conftest import TINY_FLAGS, run_trainer
-from simclr_mura import checkpoints, distribute, input_pipeline, predict, summaries, trainer
+from simclr_mura import predict
+from simclr_mura.training import checkpoints, distribute, summaries, trainer
+from simclr_mura.data import input_pipeline
 from simclr_mura.config import Config
 from simclr_mura.errors import UserError
-from simclr_mura.model import build_model
+from simclr_mura.models.model import build_model
 
 TINY = dict(resnet_depth=18, width_multiplier=0.25, image_size=32, train_batch_size=32, eval_batch_size=64,
             proj_out_dim=16, warmup_epochs=0, cache_dataset=True)

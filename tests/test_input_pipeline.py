@@ -4,9 +4,10 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from simclr_mura import augment, evaluation, input_pipeline
+from simclr_mura.data import augment, input_pipeline
+from simclr_mura.training import evaluation
 from simclr_mura.config import Config
-from simclr_mura.model import build_model
+from simclr_mura.models.model import build_model
 
 
 def _top_half_bright(height=64, width=48) -> tf.Tensor:
@@ -124,6 +125,7 @@ def test_eval_crop_rule_and_flag():
   assert flags.config_from_argv(["--model_dir=m"]).eval_crop == "center"
 
 
+@pytest.mark.slow  # builds a dataset
 def test_synthetic_scale_prepares_another_size_in_its_own_folder(tmp_path):
   import tensorflow_datasets as tfds
   from simclr_mura.datasets import synthetic
@@ -135,7 +137,7 @@ def test_synthetic_scale_prepares_another_size_in_its_own_folder(tmp_path):
   splits = builder.info.splits
   assert splits["train"].num_examples + splits["validation"].num_examples == sum(
       s.num_images for s in released if s.split == "train")
-  assert splits["test"].num_examples == 235 + 230  # test keeps MURA v1.1's elbow valid images (REFERENCE.md section 2)
+  assert splits["test"].num_examples == 235 + 230  # test keeps MURA v1.1's elbow valid images (MURA v1.1's CSVs)
   assert not tfds.builder("mura_synthetic/elbow", data_dir=str(tmp_path)).is_prepared()  # the default size untouched
   with pytest.raises(UserError, match="applies to mura_synthetic only, not to 'mura/elbow'"):
     input_pipeline.load_builder(config.replace(dataset="mura/elbow"))

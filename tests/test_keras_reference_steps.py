@@ -1,21 +1,17 @@
-"""scripts/keras_reference_steps.py: the backend-agnostic reference-model timing used on GPU machines without TF."""
-import importlib.util
+"""`python -m simclr_mura.benchmarks.keras_reference_steps`: the backend-agnostic reference-model timing for GPU
+machines without TensorFlow."""
 import json
-import os
 
 import pytest
 
-_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts",
-                     "keras_reference_steps.py")
+from simclr_mura.benchmarks import keras_reference_steps
 
 
 def _module():
-  spec = importlib.util.spec_from_file_location("keras_reference_steps", _PATH)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return keras_reference_steps
 
 
+@pytest.mark.slow  # trains a model
 def test_times_a_scaled_setting_and_writes_json(tmp_path):
   out = tmp_path / "ref.json"
   assert _module().main([f"--out={out}", "--settings=resnet50_b64_224", "--precisions=float32", "--scale=0.15",

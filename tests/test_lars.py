@@ -1,4 +1,4 @@
-"""simclr_mura.lars.LARS against a NumPy implementation of SimCLR's classic-momentum LARS (tf2/lars_optimizer.py)."""
+"""simclr_mura.models.lars.LARS against a NumPy implementation of SimCLR's classic-momentum LARS (tf2/lars_optimizer.py)."""
 import math
 import os
 import re
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from simclr_mura.lars import LARS
-from simclr_mura.schedule import WarmUpAndCosineDecay
+from simclr_mura.models.lars import LARS
+from simclr_mura.models.schedule import WarmUpAndCosineDecay
 from conftest import two_cpu_strategy
 
 SIMCLR_EXCLUDE = ["batch_norm", "bias", "head_supervised"]
@@ -314,9 +314,9 @@ def test_get_config_round_trip():
 def test_trainer_optimizer_exclusions_for_the_supervised_head(train_mode):
   """Both modes keep the head out of weight decay (SimCLR); only pretraining's probe (kernel and bias) keeps the
   trust ratio."""
-  from simclr_mura import optim
+  from simclr_mura.models import optim
   from simclr_mura.config import Config
-  from simclr_mura.model import build_model
+  from simclr_mura.models.model import build_model
   config = Config(train_mode=train_mode, resnet_depth=18, width_multiplier=0.25, image_size=32, proj_out_dim=8,
                   optimizer="lars", weight_decay=1e-4, lineareval_while_pretraining=True, model_dir="unused")
   model = build_model(config)

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
-from simclr_mura import metrics
+from simclr_mura.training import metrics
 
 KEYS = ["n", "n_abnormal", "accuracy", "precision", "recall", "specificity", "f1", "auroc", "kappa"]
 

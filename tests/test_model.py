@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 import keras
 
-from simclr_mura import model as model_lib
+from simclr_mura.models import model as model_lib
 from simclr_mura.config import Config
 
 # ResNet-18 at width 0.25 (128-d features) on 32-px images (cifar stem): tiny and fast.

@@ -1,10 +1,10 @@
-"""simclr_mura.objective against independent NumPy computations (SimCLR tf2/objective.py semantics)."""
+"""simclr_mura.models.objective against independent NumPy computations (SimCLR tf2/objective.py semantics)."""
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from simclr_mura import objective
+from simclr_mura.models import objective
 from conftest import two_cpu_strategy
 
 

@@ -45,6 +45,7 @@ def test_cli_builds_and_reports(mura_parent, tmp_path, capsys):
   assert tfds.builder("mura/elbow", data_dir=str(tmp_path)).is_prepared()
 
 
+@pytest.mark.slow  # builds a dataset
 def test_cli_synthetic_scale_and_errors(tmp_path, capsys):
   prepare.run(["--dataset=mura_synthetic/elbow", f"--data_dir={tmp_path}", "--scale=0.01"])
   assert "mura_synthetic/elbow ready in" in capsys.readouterr().out

@@ -8,7 +8,10 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from simclr_mura import metrics, report, results, summaries
+from simclr_mura.training import metrics, results, summaries
+from simclr_mura import layout
+from simclr_mura import report as report_cli
+from simclr_mura.study import collect, report, tables
 
 COLUMNS = ["body_part", "arm", "level", "n", "accuracy", "precision", "recall", "specificity", "f1", "auroc", "kappa"]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -190,16 +193,16 @@ def test_hooks(built):
 
 def test_curves_of_an_arm(study):
   root, _ = study
-  curves = report.read_arm_curves(str(root / "elbow" / "simclr_finetune_100pct"))
+  curves = collect.read_arm_curves(str(root / "elbow" / "simclr_finetune_100pct"))
   assert set(curves) == {"train", "validation", "eval"}
   assert curves["validation"]["study/auroc"] == [(10, pytest.approx(0.7)), (20, pytest.approx(0.75)),
                                                  (30, pytest.approx(0.85))]
-  assert report.validation_series(curves) == curves["validation"]["study/auroc"]
-  assert set(report._training_runs(curves)) == {"train", "validation"}  # eval/ = the test evaluation
-  baseline = report.read_arm_curves(str(root / "elbow" / "baseline"))
-  assert set(report._training_runs(baseline)) == {"train", "eval"}  # eval/ holds the validation curves here
-  assert report.validation_series(baseline)[-1] == (30, pytest.approx(0.7))
-  assert report.read_arm_curves(str(root / "hand" / "simclr_finetune_100pct"))["train"]["learning_rate"][0] == (
+  assert collect.validation_series(curves) == curves["validation"]["study/auroc"]
+  assert set(collect.training_runs(curves)) == {"train", "validation"}  # eval/ = the test evaluation
+  baseline = collect.read_arm_curves(str(root / "elbow" / "baseline"))
+  assert set(collect.training_runs(baseline)) == {"train", "eval"}  # eval/ holds the validation curves here
+  assert collect.validation_series(baseline)[-1] == (30, pytest.approx(0.7))
+  assert collect.read_arm_curves(str(root / "hand" / "simclr_finetune_100pct"))["train"]["learning_rate"][0] == (
       10, pytest.approx(0.1))
 
 
@@ -210,7 +213,7 @@ def test_explore_targets():
 
 def test_format_table(built):
   _, expected, rep, _ = built
-  text = report.format_table(rep["results"])
+  text = tables.format_table(rep["results"])
   lines = text.splitlines()
   assert lines[0].split() == COLUMNS
   header_cols = [len(c) for c in lines[1].split()]
@@ -223,7 +226,7 @@ def test_format_table(built):
   assert base.split()[5] == "—"
   # every line's columns start at the same offsets (right-aligned numbers end at the same place)
   assert len({len(l) for l in lines if l and not l.startswith("-")}) == 1
-  assert report.format_table(pd.DataFrame(columns=COLUMNS)) == "(no results)"
+  assert tables.format_table(pd.DataFrame(columns=COLUMNS)) == "(no results)"
 
 
 def test_hooks_skipped_and_empty_study(tmp_path):
@@ -233,14 +236,14 @@ def test_hooks_skipped_and_empty_study(tmp_path):
   rep = report.build_report(str(tmp_path), out_dir=str(tmp_path / "out"))
   assert pd.read_csv(rep["results_csv"]).empty
   assert list(pd.read_csv(rep["results_csv"]).columns) == COLUMNS
-  assert len(rep["missing"]) == len(report.ARMS)
+  assert len(rep["missing"]) == len(layout.ARMS)
   (bad,) = [m for m in rep["missing"] if m["arm"] == "simclr_linear"]
   assert bad["reason"].startswith("unreadable result.json:") and "missing" in bad["reason"]
   md = open(rep["results_md"]).read()
   assert "Skipped: no explore function given." in md and "skipped: no Grad-CAM function given" in md
   with pytest.raises(FileNotFoundError, match="does not exist"):
     report.build_report(str(tmp_path / "nope"))
-  fn, why = report._load_hook("simclr_mura.no_such_module", "explore")
+  fn, why = report_cli._load_hook("simclr_mura.no_such_module", "explore")
   assert fn is None and "not available" in why
 
 
@@ -255,7 +258,7 @@ def small_study(tmp_path):
 def test_cli(small_study, tmp_path, capsys):
   root, result = small_study
   out = tmp_path / "cli_report"
-  assert report.run([f"--study={root}", f"--out={out}", "--skip_explore", "--skip_gradcam"]) == 0
+  assert report_cli.run([f"--study={root}", f"--out={out}", "--skip_explore", "--skip_gradcam"]) == 0
   captured = capsys.readouterr()
   lines = captured.out.splitlines()
   assert lines[0].split() == COLUMNS
@@ -264,7 +267,7 @@ def test_cli(small_study, tmp_path, capsys):
   assert (out / "results.csv").exists() and (out / "label_fraction_shoulder.png").exists()
   assert "Skipped: --skip_explore." in (out / "results.md").read_text()
   with pytest.raises(SystemExit):
-    report.run([f"--study={tmp_path / 'absent'}"])
+    report_cli.run([f"--study={tmp_path / 'absent'}"])
 
 
 def test_module_entry_point(small_study, tmp_path):

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 import keras
 
-from simclr_mura import resnet as resnet_lib
+from simclr_mura.models import resnet as resnet_lib
 
 
 def _count(variables):

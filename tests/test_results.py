@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simclr_mura import metrics, results
+from simclr_mura.training import metrics, results
 from simclr_mura.config import Config
 
 

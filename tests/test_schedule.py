@@ -1,4 +1,4 @@
-"""simclr_mura.schedule against hand-computed values (SimCLR tf2/model.py WarmUpAndCosineDecay, tf2/run.py steps)."""
+"""simclr_mura.models.schedule against hand-computed values (SimCLR tf2/model.py WarmUpAndCosineDecay, tf2/run.py steps)."""
 import math
 
 import keras
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from simclr_mura import schedule
+from simclr_mura.models import schedule
 
 # N = 1000, B = 64, warmup_epochs = 2: warmup_steps = round(2·1000 // 64) = round(31.0) = 31; total_steps = 100,
 # so decay_steps = 69. linear: 0.3·64/256 = 0.075; sqrt: 0.3·√64 = 2.4.

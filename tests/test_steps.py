@@ -4,9 +4,10 @@ import pytest
 import tensorflow as tf
 
 from conftest import two_cpu_strategy
-from simclr_mura import objective, optim, steps
+from simclr_mura.models import objective, optim
+from simclr_mura.training import steps
 from simclr_mura.config import Config
-from simclr_mura.model import build_model
+from simclr_mura.models.model import build_model
 
 CONFIG = Config(resnet_depth=18, width_multiplier=0.25, image_size=32, train_batch_size=8, proj_out_dim=8,
                 use_blur=False, model_dir="unused")

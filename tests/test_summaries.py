@@ -8,7 +8,7 @@ from tensorboard.backend.event_processing import plugin_event_accumulator as pea
 from tensorboard.plugins.hparams import plugin_data_pb2
 from tensorboard.util import tensor_util
 
-from simclr_mura import metrics, summaries
+from simclr_mura.training import metrics, summaries
 
 LABELS = np.array([0, 0, 1, 1, 1, 0, 1, 0])
 PROBS = np.array([0.1, 0.6, 0.7, 0.4, 0.9, 0.2, 0.8, 0.5])

@@ -21,7 +21,7 @@ def test_full_scale_roster_has_mura_counts():
       assert sum(1 for s in mine if not s.label) == sn and sum(1 for s in mine if s.label) == sa
       assert sum(s.num_images for s in mine if not s.label) == im_n
       assert sum(s.num_images for s in mine if s.label) == im_a
-  assert sum(s.num_images for s in studies) == 36808 + 3197  # MURA v1.1 train + valid images (REFERENCE.md)
+  assert sum(s.num_images for s in studies) == 36808 + 3197  # MURA v1.1 train + valid images (MURA paper)
   assert {s.num_images for s in studies} == {1, 2, 3, 4, 5}
   parts = collections.defaultdict(set)
   per_part = collections.Counter()
@@ -146,7 +146,7 @@ RENDER_FINGERPRINT = [
 
 
 # (studies, images, abnormal studies) per official split of elbow, hand and shoulder at the default size, as the builder
-# writes them: train a tenth of MURA's; valid (the `test` split) MURA's own counts (shared/REFERENCE.md section 2).
+# writes them: train a tenth of MURA's; valid (the `test` split) MURA's own counts (MURA v1.1's CSVs).
 SPLIT_FINGERPRINT = {
     ("elbow", "train"): (175, 493, 66), ("elbow", "valid"): (158, 465, 66),
     ("hand", "train"): (202, 554, 52), ("hand", "valid"): (167, 460, 66),
@@ -179,6 +179,7 @@ def test_rendered_images_match_the_builder_version():
   assert str(MuraSynthetic.VERSION) == FINGERPRINT_VERSION, "a new VERSION: re-pin the fingerprints for its data"
 
 
+@pytest.mark.slow  # builds a dataset
 def test_synthetic_builder_small_scale(tmp_path):
   from simclr_mura.datasets import mura_synthetic
   builder = tfds.builder("mura_synthetic/elbow", data_dir=str(tmp_path), scale=0.02, seed=0)

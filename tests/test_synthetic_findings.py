@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
-from simclr_mura import results, synthetic_findings
+from simclr_mura import synthetic_findings
+from simclr_mura.training import results
 from simclr_mura.datasets import synthetic
 
 

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO, TINY_FLAGS, run_trainer
-from simclr_mura import summaries
+from simclr_mura.training import summaries
 from simclr_mura.config import Config
 
 SIMCLR_SCALARS = {"contrast_loss", "contrast_acc", "contrast_entropy", "supervised_loss", "supervised_acc",

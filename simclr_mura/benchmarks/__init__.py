@@ -1,4 +1,4 @@
-"""The benchmark suites behind `python -m simclr_mura.benchmark` (contract section 7).
+"""The benchmark suites behind `python -m simclr_mura.benchmark`.
 
 - `common`: machine description, timing statistics, tf.data threading limits, profiler traces and their summaries.
 - `pipeline`: the decode-only rate and the pretraining input pipeline (the trainer's `train_input_fn`), per core.

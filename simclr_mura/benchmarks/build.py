@@ -182,7 +182,7 @@ def _child(argv: Sequence[str]) -> int:
   from absl import logging  # pylint: disable=g-import-not-at-top
   logging.set_verbosity(logging.WARNING)
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  from simclr_mura import prepare  # pylint: disable=g-import-not-at-top
+  from simclr_mura.data import prepare  # pylint: disable=g-import-not-at-top
   from simclr_mura.datasets import synthetic  # pylint: disable=g-import-not-at-top
   tfds.disable_progress_bar()
 

@@ -85,7 +85,7 @@ def load_average() -> list[float] | None:
 
 
 def machine_info() -> dict[str, Any]:
-  """The contract's `machine`: CPU model and count, GPU name, TensorFlow/Keras versions (and a few more facts)."""
+  """The result's `machine`: CPU model and count, GPU name, TensorFlow/Keras versions (and a few more facts)."""
   import keras  # pylint: disable=g-import-not-at-top
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   gpus = gpu_names()

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from simclr_mura import augment, input_pipeline
+from simclr_mura.data import augment, input_pipeline
 from simclr_mura.benchmarks import common
 from simclr_mura.config import Config
 
@@ -142,7 +142,7 @@ def measure(builder: tfds.core.DatasetBuilder, config: Config, s: PipelineSettin
             strategy: tf.distribute.Strategy, log: Callable[[str], None] = print) -> dict[str, Any]:
   """Decode-only and pretraining-pipeline rates, alternating repeat by repeat so that both see the same load.
 
-  Besides the contract's per-core rates (wall-clock rate / cores), each run records its rate per CPU second actually
+  Besides the per-core rates (wall-clock rate / cores), each run records its rate per CPU second actually
   used and its utilization (CPU seconds / wall seconds, at most `cores`): on a machine shared with other jobs the
   wall-clock rate falls with the share of the cores the pipeline gets, the rate per CPU second much less.
   """

@@ -17,11 +17,12 @@ import keras
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from simclr_mura import distribute, optim, steps
+from simclr_mura.training import distribute, steps
+from simclr_mura.models import optim
 from simclr_mura.benchmarks import common
 from simclr_mura.benchmarks import pipeline
 from simclr_mura.config import Config
-from simclr_mura.model import build_model
+from simclr_mura.models.model import build_model
 
 SUPERVISED_CLASSES = 2
 GPU_SETTINGS = ("float32", "float32+xla", "mixed_bfloat16", "mixed_bfloat16+xla", "mixed_float16",

@@ -40,7 +40,7 @@ def _configs() -> list[MuraConfig]:
 
 
 class MuraBuilderBase(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-  """Builds the contract's five splits from a validated MURA-v1.1 tree."""
+  """Builds the five splits (`layout.SPLITS`) from a validated MURA-v1.1 tree."""
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Initial release: patient-level 80/20 train/validation, test = official valid."}

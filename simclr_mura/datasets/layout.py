@@ -1,16 +1,14 @@
 """Fixed names of the MURA v1.1 release and of this package's TFDS configs.
 
-Sources: the contract (`shared/CONTRACT.md` section 2) for config, feature and split names; the MURA v1.1 release
-(`shared/REFERENCE.md` section 2) for the on-disk layout and CSV names.
+The on-disk layout and CSV names are the MURA v1.1 release's (https://stanfordmlgroup.github.io/competitions/mura/;
+Rajpurkar et al. 2017, arXiv:1712.06957); study types, labels and split names come from `simclr_mura.layout`.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 
-# The seven MURA study types, in the contract's ClassLabel order.
-STUDY_TYPES: tuple[str, ...] = ("elbow", "finger", "forearm", "hand", "humerus", "shoulder", "wrist")
-LABELS: tuple[str, ...] = ("normal", "abnormal")  # positive folder = abnormal = 1
+from simclr_mura.layout import LABELS, SPLITS, STUDY_TYPES  # noqa: F401  (re-exported: the builders' names)
 
 # Config name -> the study types it holds.
 CONFIGS: dict[str, tuple[str, ...]] = {
@@ -18,8 +16,6 @@ CONFIGS: dict[str, tuple[str, ...]] = {
     "elbow_hand_shoulder": ("elbow", "hand", "shoulder"),
     "all": STUDY_TYPES,
 }
-
-SPLITS: tuple[str, ...] = ("train", "validation", "test", "train_10pct", "train_1pct")
 
 # On-disk layout: MURA-v1.1/{train,valid}/XR_<TYPE>/patientNNNNN/studyK_{positive,negative}/imageM.png
 ROOT_NAME = "MURA-v1.1"

@@ -1,8 +1,8 @@
 """Parses and validates a MURA-v1.1 tree through its official CSVs, trusting nothing on disk.
 
-Format (MURA v1.1 release; `shared/REFERENCE.md` section 2): `MURA-v1.1/{train,valid}_image_paths.csv` list one image
-path per line, `MURA-v1.1/{train,valid}_labeled_studies.csv` list `study_dir/,label` (1 = positive = abnormal); no
-header row; every path starts with `MURA-v1.1/`. Files the CSVs do not list (`._image1.png`, `.DS_Store`) are ignored.
+Format (the MURA v1.1 release, https://stanfordmlgroup.github.io/competitions/mura/):
+`MURA-v1.1/{train,valid}_image_paths.csv` list one image path per line, `MURA-v1.1/{train,valid}_labeled_studies.csv`
+list `study_dir/,label` (1 = positive = abnormal); no header row; every path starts with `MURA-v1.1/`. Files the CSVs do not list (`._image1.png`, `.DS_Store`) are ignored.
 """
 from __future__ import annotations
 

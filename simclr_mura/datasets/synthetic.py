@@ -25,9 +25,10 @@ from simclr_mura.datasets import layout
 from simclr_mura.datasets import xray
 
 # MURA v1.1 per study type and official split: (normal studies, abnormal studies, normal images, abnormal images).
-# Elbow, hand and shoulder: shared/REFERENCE.md section 2. Finger, forearm, humerus, wrist: MURA v1.1's published
-# per-type counts as tabulated from its CSVs by public notebooks (recalled; the seven types sum exactly to the release
-# totals in REFERENCE.md: train 13,457 studies / 36,808 images, valid 1,199 studies / 3,197 images).
+# Elbow, hand and shoulder: MURA v1.1's CSVs (https://stanfordmlgroup.github.io/competitions/mura/). Finger, forearm,
+# humerus, wrist: MURA v1.1's published per-type counts as tabulated from its CSVs by public notebooks (recalled; the
+# seven types sum exactly to the release totals: train 13,457 studies / 36,808 images, valid 1,199 studies / 3,197
+# images).
 MURA_V11_COUNTS: dict[str, dict[str, tuple[int, int, int, int]]] = {
     "elbow": {"train": (1094, 660, 2925, 2006), "valid": (92, 66, 235, 230)},
     "finger": {"train": (1280, 655, 3138, 1968), "valid": (92, 83, 214, 247)},

@@ -1,0 +1,215 @@
+"""tf.data input pipelines on the MURA TFDS builders: pretraining views, supervised batches, evaluation batches.
+
+The shape follows SimCLR's tf2/data.py `build_input_fn`: one `input_fn(input_context)` per strategy, used with
+`strategy.distribute_datasets_from_function`, per-replica batches, shuffling, AUTOTUNE maps and `drop_remainder` for
+training. Gaussian blur is not applied here but on the device inside the train step (SimCLR TF1's `batch_random_blur`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from simclr_mura.data import augment
+from simclr_mura.config import Config
+from simclr_mura.errors import UserError
+from simclr_mura.layout import SPLITS
+
+SHUFFLE_BUFFER = 10_000
+METADATA_KEYS = ("image_id", "study_id", "patient_id", "study_type", "label")
+
+
+def load_builder(config: Config) -> tfds.core.DatasetBuilder:
+  """The prepared TFDS builder of `config.dataset` (built on first use: `mura_synthetic` needs no download, at the
+  size `synthetic_scale` asks for). An unknown dataset, a size for `mura`, a missing MURA download or a tree that
+  fails validation is a `UserError` with prepare's message."""
+  import simclr_mura.datasets  # noqa: F401  (registers the builders)
+  from simclr_mura.data.prepare import prepare
+  try:
+    return prepare(config.dataset, data_dir=config.data_dir, mura_dir=config.mura_dir, scale=config.synthetic_scale)
+  except (ValueError, FileNotFoundError) as e:
+    raise UserError(str(e)) from e
+
+
+def num_examples(builder: tfds.core.DatasetBuilder, split: str) -> int:
+  """The number of examples of a split expression (a slice reports its own size), or a one-line `UserError`."""
+  try:
+    n = builder.info.splits[split].num_examples
+  except (KeyError, ValueError, AssertionError, TypeError) as e:
+    detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+    raise UserError(f"bad split {split!r} for {builder.info.full_name}: {detail}. Accepted: "
+                    f"{', '.join(SPLITS)} or a TFDS slice such as train[:10%] or train[:50%]+validation") from e
+  if n == 0:
+    raise UserError(f"split {split!r} of {builder.info.full_name} is empty")
+  return int(n)
+
+
+def _check_slice_bounds(split: str) -> None:
+  for value in re.findall(r"(-?\d+(?:\.\d+)?)%", split):
+    if not -100 <= float(value) <= 100:
+      raise UserError(f"bad split {split!r}: percentage {value}% is out of range; accepted: -100% to 100%")
+
+
+def validate_split(builder: tfds.core.DatasetBuilder, split: str) -> int:
+  """Checks a split expression before any training and returns its size."""
+  _check_slice_bounds(split)
+  return num_examples(builder, split)
+
+
+def class_counts(builder: tfds.core.DatasetBuilder, split: str) -> np.ndarray:
+  """Images per label [normal, abnormal] in a split (read without decoding images)."""
+  ds = builder.as_dataset(split=split, decoders={"image": tfds.decode.SkipDecoding()})
+  labels = np.fromiter((int(x) for x in ds.map(lambda e: e["label"]).as_numpy_iterator()), dtype=np.int64)
+  return np.bincount(labels, minlength=2)
+
+
+def metadata(builder: tfds.core.DatasetBuilder, split: str) -> pd.DataFrame:
+  """image_id, study_id, patient_id, study_type (name), label of a split, in the order `eval_input_fn` reads it."""
+  ds = builder.as_dataset(split=split, shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()})
+  ds = ds.map(lambda e: {k: e[k] for k in METADATA_KEYS})
+  rows = list(ds.as_numpy_iterator())
+  study_types = builder.info.features["study_type"].names
+  return pd.DataFrame({
+      "image_id": [r["image_id"].decode() for r in rows],
+      "study_id": [r["study_id"].decode() for r in rows],
+      "patient_id": [r["patient_id"].decode() for r in rows],
+      "study_type": [study_types[int(r["study_type"])] for r in rows],
+      "label": [int(r["label"]) for r in rows],
+  })
+
+
+def _maybe_shard(ds: tf.data.Dataset, input_context: tf.distribute.InputContext | None) -> tf.data.Dataset:
+  # Example-level sharding: works whatever the number of TFDS files (a small dataset has one file, fewer than the
+  # workers of a multi-worker run).
+  if input_context is not None and input_context.num_input_pipelines > 1:
+    ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+  return ds
+
+
+def train_view(config: Config, pretrain: bool) -> Callable[[tf.Tensor], tf.Tensor]:
+  """One training view of an [H, W, 1] image as the trainer makes it on the host: SimCLR's augmentations when
+  pretraining, the crop (per --train_crop) when fine-tuning; the flip (and blur when pretraining) come later, on the
+  device (`steps.make_train_step`)."""
+  size = config.image_size
+
+  def view(image: tf.Tensor) -> tf.Tensor:
+    return augment.preprocess_for_train(
+        image, size, size, color_jitter_strength=config.color_jitter_strength, color_distort=pretrain, flip=False,
+        crop=config.train_crop == "random", crop_min_area=config.crop_min_area,
+        rotation_degrees=config.rotation_degrees, translate_fraction=config.translate_fraction)
+
+  return view
+
+
+def train_preprocess(config: Config, pretrain: bool) -> Callable[[dict], tuple]:
+  """Maps a TFDS example to (images, label) as the trainer makes it on the host (flip and blur come later, on the
+  device).
+
+  Pretraining images are the pair of views `(view1, view2)`, each [H, W, 1]: batching keeps them apart, and the
+  train step puts them on the batch axis on the device (SimCLR's layout), so the host neither stacks nor transposes.
+  Views are made from the decoded integer image (see `augment.preprocess_for_train`).
+  """
+  view = train_view(config, pretrain)
+
+  def preprocess(example: dict) -> tuple:
+    image = example["image"]
+    if pretrain:
+      return (view(image), view(image)), example["label"]
+    return view(image), example["label"]
+
+  return preprocess
+
+
+def sample_views(builder: tfds.core.DatasetBuilder, config: Config, split: str, pretrain: bool,
+                 count: int = 8) -> np.ndarray:
+  """A few training images as augmented for training (for TensorBoard), without touching the training pipeline:
+  [count, H, W, 1], or [count, 2, H, W, 1] (two views) when pretraining."""
+  ds = builder.as_dataset(split=split, shuffle_files=False).take(count)
+  images, _ = next(iter(ds.map(train_preprocess(config, pretrain)).batch(count)))
+  if pretrain:
+    return np.stack([images[0].numpy(), images[1].numpy()], axis=1)
+  return images.numpy()
+
+
+def train_input_fn(builder: tfds.core.DatasetBuilder, config: Config, split: str, pretrain: bool,
+                   global_batch_size: int, seed: int | None = None
+                   ) -> Callable[[tf.distribute.InputContext | None], tf.data.Dataset]:
+  """`input_fn(input_context)` yielding per-replica batches of `(images, labels)` forever.
+
+  Pretraining images are a pair of batches of independently augmented views (`(view1, view2)`, each [B, H, W, 1]);
+  supervised images are one view ([B, H, W, 1]) with the crop only (SimCLR fine-tunes on crop and flip; the train
+  step flips).
+  """
+  seed = config.seed if seed is None else seed
+  preprocess = train_preprocess(config, pretrain)
+
+  def input_fn(input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+    batch = input_context.get_per_replica_batch_size(global_batch_size) if input_context else global_batch_size
+    read_config = tfds.ReadConfig(shuffle_seed=seed, try_autocache=False)
+    ds = builder.as_dataset(split=split, shuffle_files=True, read_config=read_config)
+    ds = _maybe_shard(ds, input_context).map(lambda e: {"image": e["image"], "label": e["label"]})
+    if config.cache_dataset:
+      ds = ds.cache()
+    options = tf.data.Options()
+    options.deterministic = config.deterministic
+    ds = ds.with_options(options)
+    ds = ds.shuffle(min(SHUFFLE_BUFFER, max(batch * 10, 1)), seed=seed, reshuffle_each_iteration=True).repeat()
+    ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE).batch(batch, drop_remainder=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+  return input_fn
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalData:
+  """An evaluation split: its metadata table, and an input_fn of padded batches of (images, index, valid)."""
+  metadata: pd.DataFrame
+  input_fn: Callable[[tf.distribute.InputContext | None], tf.data.Dataset]
+  num_batches: int
+  _distributed: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
+
+  def distributed(self, strategy: tf.distribute.Strategy) -> tf.distribute.DistributedDataset:
+    """The split as `strategy`'s distributed dataset, made once: validation after every epoch iterates the same
+    dataset again, and with `cache_dataset` its decoded images come from memory after the first pass."""
+    if strategy not in self._distributed:
+      self._distributed[strategy] = strategy.distribute_datasets_from_function(self.input_fn)
+    return self._distributed[strategy]
+
+
+def eval_data(builder: tfds.core.DatasetBuilder, config: Config, split: str, global_batch_size: int) -> EvalData:
+  """Evaluation batches in stored order, padded to whole global batches so that every replica gets equal shapes.
+
+  Each element is `(images [B,H,W,1], index [B], valid [B])`; padding rows have `valid = 0` and are dropped after
+  prediction, so every image of the split is scored exactly once on every strategy (TPU included).
+  """
+  meta = metadata(builder, split)
+  n = len(meta)
+  if config.eval_steps:
+    n = min(n, config.eval_steps * global_batch_size)
+    meta = meta.iloc[:n]
+  num_batches = -(-n // global_batch_size)
+  padding = num_batches * global_batch_size - n
+  size = config.image_size
+  crop = augment.eval_crops(size, config.eval_crop)
+
+  def preprocess(index: tf.Tensor, example: dict, valid: tf.Tensor):
+    image = augment.preprocess_for_eval(example["image"], size, size, crop=crop)
+    return image, index, valid
+
+  def input_fn(input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+    batch = input_context.get_per_replica_batch_size(global_batch_size) if input_context else global_batch_size
+    ds = builder.as_dataset(split=split, shuffle_files=False).take(n)
+    ds = ds.enumerate().map(lambda i, e: (tf.cast(i, tf.int32), e, tf.constant(1.0)))
+    pad = ds.repeat().take(padding).map(lambda i, e, v: (i, e, tf.constant(0.0)))
+    ds = _maybe_shard(ds.concatenate(pad), input_context)
+    ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
+    if config.cache_dataset:  # evaluation preprocessing is deterministic: cache the images, not the PNGs
+      ds = ds.cache()
+    return ds.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+  return EvalData(metadata=meta, input_fn=input_fn, num_batches=num_batches)

@@ -1,0 +1,48 @@
+"""Builds (prepares) a `mura/*` or `mura_synthetic/*` TFDS dataset: the library behind `python -m simclr_mura.prepare`
+and the trainer's first use of a dataset."""
+from __future__ import annotations
+
+import os
+
+import tensorflow_datasets as tfds
+
+from simclr_mura import datasets
+
+
+def parse_dataset(dataset: str) -> tuple[str, str]:
+  """`builder/config` -> (builder, config), or a one-line ValueError listing the accepted names."""
+  accepted = f"{' or '.join(b + '/<config>' for b in datasets.BUILDERS)}, <config> one of {', '.join(datasets.CONFIGS)}"
+  name, _, config = dataset.partition(":")[0].partition("/")
+  if name not in datasets.BUILDERS or config not in datasets.CONFIGS:
+    raise ValueError(f"unknown dataset {dataset!r}; accepted: {accepted}")
+  return name, config
+
+
+def prepare(dataset: str, data_dir: str | None = None, mura_dir: str | None = None, *,
+            scale: float | None = None) -> tfds.core.DatasetBuilder:
+  """Builds `dataset` (e.g. `mura/elbow`) unless already prepared, and returns its builder.
+
+  Args:
+    dataset: `mura/<config>` or `mura_synthetic/<config>`.
+    data_dir: where prepared datasets live (TFDS default, e.g. ~/tensorflow_datasets, when None).
+    mura_dir: for `mura`: the `MURA-v1.1/` folder or the one containing it (TFDS's manual dir
+      `<data_dir>/downloads/manual` when None). Ignored by `mura_synthetic`.
+    scale: `mura_synthetic` only: fraction of MURA's training counts (default 0.1; 1.0 = full size, prepared in its
+      own folder); `test` has MURA's size at every scale.
+
+  Raises:
+    ValueError: unknown dataset or config name, or a `scale` for `mura`.
+    FileNotFoundError: `mura` without a MURA-v1.1 download (the message says where to get it).
+    simclr_mura.datasets.MuraFormatError: the tree fails validation (the message names every bad file).
+  """
+  name, _ = parse_dataset(dataset)
+  if scale is not None and name != "mura_synthetic":
+    raise ValueError(f"a size (scale) applies to mura_synthetic only, not to {dataset!r}: MURA has one size")
+  kwargs = {"scale": scale} if scale is not None else {}
+  builder = tfds.builder(dataset, data_dir=data_dir, **kwargs)
+  if not builder.is_prepared():
+    config = None
+    if mura_dir and name == "mura":
+      config = tfds.download.DownloadConfig(manual_dir=os.path.abspath(os.path.expanduser(mura_dir)))
+    builder.download_and_prepare(download_config=config)
+  return builder

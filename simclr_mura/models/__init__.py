@@ -1,0 +1,1 @@
+"""The model and SimCLR's pieces: ResNet, encoder + heads, contrastive objective, LARS, learning-rate schedule."""
