@@ -193,3 +193,33 @@ def test_batch_flip_flips_about_half_the_images_exactly():
   np.testing.assert_array_equal(out[flipped], ramp.numpy()[flipped][:, :, ::-1])  # mirrored, nothing else
   np.testing.assert_array_equal(out[~flipped], ramp.numpy()[~flipped])
   assert 0.4 < flipped.mean() < 0.6
+
+
+def test_batch_color_jitter_is_per_image_and_applied_with_probability_p():
+  two_level = np.where(np.arange(16) < 8, 0.25, 0.75).astype(np.float32)
+  images = tf.constant(np.tile(two_level.reshape(1, 1, 16, 1), [2000, 4, 1, 1]))
+  out = augment.batch_random_color_jitter(images, strength=0.5, p=0.8).numpy()
+  assert out.shape == images.shape and out.min() >= 0.0 and out.max() <= 1.0
+  unchanged = np.all(out == images.numpy(), axis=(1, 2, 3))
+  assert 0.16 < unchanged.mean() < 0.24  # jitter with probability 0.8
+  lo, hi = out[:, 0, 0, 0], out[:, 0, -1, 0]
+  # Brightness and contrast act on each image as one increasing map: the two levels stay two, in order ...
+  assert np.all(np.isclose(out[:, :, :8], lo[:, None, None, None])) and np.all(hi >= lo)
+  spread = (hi - lo)[~unchanged]
+  # ... with factors of its own: contrast 0.6-1.4 and brightness 0.6-1.4 widen or narrow the gap image by image.
+  assert spread.min() < 0.35 and spread.max() > 0.65 and np.unique(np.round(spread, 4)).size > 1000
+
+
+def test_device_augment_flips_and_clips_fine_tuning_views_only():
+  ramp = tf.tile(tf.reshape(tf.linspace(-0.1, 1.1, 8), [1, 1, 8, 1]), [50, 4, 1, 1])  # bicubic overshoot
+  out = augment.device_augment(ramp, 8, color_distort=False).numpy()
+  clipped = np.clip(ramp.numpy(), 0.0, 1.0)
+  for image, source in zip(out, clipped):
+    assert np.array_equal(image, source) or np.array_equal(image, source[:, ::-1])
+
+
+def test_device_augment_pretraining_views_stay_in_range():
+  images = tf.random.stateless_uniform([16, 32, 32, 1], seed=[1, 2], minval=-0.05, maxval=1.05)
+  out = augment.device_augment(images, 32, color_distort=True, blur=True).numpy()
+  assert out.shape == (16, 32, 32, 1) and out.min() >= 0.0 and out.max() <= 1.0
+  assert not np.allclose(out, np.clip(images.numpy(), 0, 1))  # jittered and blurred

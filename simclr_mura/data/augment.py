@@ -5,8 +5,9 @@ integers, cropped before they are cast) and work inside `tf.data` map functions;
 Gaussian blur (`batch_random_blur`) runs on the accelerator inside the train step, as SimCLR does.
 
 Pretraining view (SimCLR): random resized crop -> left-right flip -> colour jitter (p 0.8) -> [grayscale (p 0.2)]
--> clip; then, on the device, Gaussian blur (p 0.5). Fine-tuning: crop and flip only. The trainer's pipelines leave
-the flip to the device as well (`batch_random_flip_left_right`). Evaluation: centre crop of
+-> clip; then, on the device, Gaussian blur (p 0.5). Fine-tuning: crop and flip only. The trainer's input pipelines
+make the crop (and optional rotation/shift) on the host and leave flip, colour jitter and blur to the device
+(`device_augment`). Evaluation: centre crop of
 0.875 (aspect preserving) and bicubic resize. No mean/std normalisation: inputs stay in [0, 1] (SimCLR).
 """
 from __future__ import annotations
@@ -267,16 +268,58 @@ def batch_random_blur(images: Union[tf.Tensor, List[tf.Tensor]], height: int, wi
   return tf.clip_by_value(out, 0., 1.)
 
 
+def batch_random_color_jitter(images: tf.Tensor, strength: float = 1.0, p: float = 0.8) -> tf.Tensor:
+  """`random_color_jitter` for an [N, H, W, 1] batch, on the device: each image independently jittered with
+  probability p, with its own brightness and contrast factors and its own order of the two (each clipped to [0, 1]).
+
+  Both orders are computed and one is selected per image, so the batch needs no per-image control flow.
+  """
+  if not strength:
+    return images
+  n = tf.shape(images)[0]
+  brightness, contrast = 0.8 * strength, 0.8 * strength
+  b = tf.random.uniform([n, 1, 1, 1], max(1.0 - brightness, 0.0), 1.0 + brightness)
+  c = tf.random.uniform([n, 1, 1, 1], 1.0 - contrast, 1.0 + contrast)
+
+  def apply_brightness(x):
+    return tf.clip_by_value(x * b, 0., 1.)
+
+  def apply_contrast(x):
+    mean = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
+    return tf.clip_by_value((x - mean) * c + mean, 0., 1.)
+
+  brightness_first = tf.random.uniform([n, 1, 1, 1]) < 0.5
+  jittered = tf.where(brightness_first, apply_contrast(apply_brightness(images)),
+                      apply_brightness(apply_contrast(images)))
+  return tf.where(tf.random.uniform([n, 1, 1, 1]) < p, jittered, images)
+
+
 def batch_random_flip_left_right(images: tf.Tensor) -> tf.Tensor:
   """SimCLR's random left-right flip (probability 1/2 per image) for an [N, H, W, C] batch, on the device.
 
-  The trainer flips here rather than in the input pipeline, where it was one of the dearest steps per view on a CPU
-  host. The views' distribution is unchanged: a flip commutes with colour jitter (the same on every pixel, and the
-  contrast mean is flip-invariant) and with the Gaussian blur (a symmetric kernel), and it turns the optional
-  rotation and shift into their mirror images, which are as likely.
+  A flip commutes with colour jitter (the same on every pixel; the contrast mean is flip-invariant) and with the
+  Gaussian blur (a symmetric kernel), and it turns the optional rotation and shift into their mirror images, which
+  are as likely: flipping after them gives the same distribution of views as flipping before.
   """
   flip = tf.random.uniform([tf.shape(images)[0], 1, 1, 1]) < 0.5
   return tf.where(flip, tf.reverse(images, axis=[2]), images)
+
+
+def device_augment(images: tf.Tensor, size: int, color_distort: bool, color_jitter_strength: float = 1.0,
+                   blur: bool = False) -> tf.Tensor:
+  """The augmentations the trainer applies on the device to the host's training views ([N, H, W, 1]): the flip, and
+  for pretraining colour jitter (p 0.8) and Gaussian blur (p 0.5), in SimCLR's order.
+
+  On a CPU host these element-wise passes over every view cost as much as a crop; on an accelerator they are
+  nearly free. They commute with what stays on the host (crop, resize and the optional rotation and shift, whose
+  mirror images are as likely), so the views' distribution is SimCLR's.
+  """
+  images = batch_random_flip_left_right(images)
+  if color_distort:
+    images = batch_random_color_jitter(images, color_jitter_strength)
+  if blur:
+    images = batch_random_blur(images, size, size)
+  return tf.clip_by_value(images, 0., 1.)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -351,11 +394,14 @@ def preprocess_for_train(image: tf.Tensor,
                          flip: bool = True,
                          color_distort: bool = True,
                          rotation_degrees: float = 0.0,
-                         translate_fraction: float = 0.0) -> tf.Tensor:
+                         translate_fraction: float = 0.0,
+                         clip: bool = True) -> tf.Tensor:
   """SimCLR preprocess_for_train for one [H, W, 1] image (uint8 or float in [0, 1]) -> float32 [height, width, 1].
 
   Pretraining: all of it (Gaussian blur is applied later, on the device: `batch_random_blur`). Fine-tuning
   (SimCLR): color_distort=False, i.e. crop and flip only. Optional rotation/translation (not SimCLR) follow the flip.
+  clip=False leaves the final clip to [0, 1] to whoever adds the remaining augmentations (`device_augment`), as
+  SimCLR clips only after its colour jitter.
   """
   if crop:
     image = _crop_then_scale(image, lambda x: random_crop_with_resize(x, height, width, min_area=crop_min_area))
@@ -367,7 +413,7 @@ def preprocess_for_train(image: tf.Tensor,
   if color_distort:
     image = random_color_jitter(image, strength=color_jitter_strength)
   image = tf.reshape(image, [height, width, 1])
-  return tf.clip_by_value(image, 0., 1.)
+  return tf.clip_by_value(image, 0., 1.) if clip else image
 
 
 def preprocess_for_eval(image: tf.Tensor, height: int, width: int, crop: bool = True) -> tf.Tensor:

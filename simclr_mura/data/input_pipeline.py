@@ -92,23 +92,30 @@ def _maybe_shard(ds: tf.data.Dataset, input_context: tf.distribute.InputContext 
 
 
 def train_view(config: Config, pretrain: bool) -> Callable[[tf.Tensor], tf.Tensor]:
-  """One training view of an [H, W, 1] image as the trainer makes it on the host: SimCLR's augmentations when
-  pretraining, the crop (per --train_crop) when fine-tuning; the flip (and blur when pretraining) come later, on the
-  device (`steps.make_train_step`)."""
+  """One training view of an [H, W, 1] image as the trainer makes it on the host: the crop (per --train_crop) and
+  the optional rotation/shift; `device_augment` adds the rest in the train step."""
   size = config.image_size
 
   def view(image: tf.Tensor) -> tf.Tensor:
     return augment.preprocess_for_train(
-        image, size, size, color_jitter_strength=config.color_jitter_strength, color_distort=pretrain, flip=False,
-        crop=config.train_crop == "random", crop_min_area=config.crop_min_area,
-        rotation_degrees=config.rotation_degrees, translate_fraction=config.translate_fraction)
+        image, size, size, color_distort=False, flip=False, crop=config.train_crop == "random",
+        crop_min_area=config.crop_min_area, rotation_degrees=config.rotation_degrees,
+        translate_fraction=config.translate_fraction, clip=False)
 
   return view
 
 
+def device_augment(images: tf.Tensor, config: Config, pretrain: bool) -> tf.Tensor:
+  """The trainer's on-device augmentations of a batch of host views (`augment.device_augment` with the config's
+  settings): flip; colour jitter and blur when pretraining."""
+  return augment.device_augment(images, config.image_size, color_distort=pretrain,
+                                color_jitter_strength=config.color_jitter_strength,
+                                blur=pretrain and config.use_blur)
+
+
 def train_preprocess(config: Config, pretrain: bool) -> Callable[[dict], tuple]:
-  """Maps a TFDS example to (images, label) as the trainer makes it on the host (flip and blur come later, on the
-  device).
+  """Maps a TFDS example to (images, label) as the trainer makes it on the host (`device_augment` follows in the
+  train step).
 
   Pretraining images are the pair of views `(view1, view2)`, each [H, W, 1]: batching keeps them apart, and the
   train step puts them on the batch axis on the device (SimCLR's layout), so the host neither stacks nor transposes.
@@ -132,8 +139,8 @@ def sample_views(builder: tfds.core.DatasetBuilder, config: Config, split: str, 
   ds = builder.as_dataset(split=split, shuffle_files=False).take(count)
   images, _ = next(iter(ds.map(train_preprocess(config, pretrain)).batch(count)))
   if pretrain:
-    return np.stack([images[0].numpy(), images[1].numpy()], axis=1)
-  return images.numpy()
+    return np.stack([device_augment(v, config, True).numpy() for v in images], axis=1)
+  return device_augment(images, config, False).numpy()
 
 
 def train_input_fn(builder: tfds.core.DatasetBuilder, config: Config, split: str, pretrain: bool,

@@ -11,7 +11,7 @@ from typing import Callable
 import keras
 import tensorflow as tf
 
-from simclr_mura.data import augment
+from simclr_mura.data import input_pipeline
 from simclr_mura.config import Config
 from simclr_mura.models.objective import contrast_accuracy, contrast_entropy, contrastive_loss, weight_decay_loss
 
@@ -40,7 +40,6 @@ def _supervised(logits: tf.Tensor, labels: tf.Tensor, class_weights: tf.Tensor |
 def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, config: Config,
                     strategy: tf.distribute.Strategy, class_weights: tf.Tensor | None = None) -> Callable:
   """The function `strategy.run` calls once per step with a per-replica `(images, labels)` batch."""
-  size = config.image_size
   pretrain = config.train_mode == "pretrain"
   replicas = strategy.num_replicas_in_sync
   contrastive_strategy = strategy if replicas > 1 else None
@@ -53,9 +52,7 @@ def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, c
       # The pipeline delivers the two views apart; SimCLR concatenates them on the batch axis.
       images = tf.concat(images, axis=0)
       labels = tf.concat([labels, labels], axis=0)
-    images = augment.batch_random_flip_left_right(images)  # SimCLR's flip, for every mode (see the function)
-    if pretrain and config.use_blur:
-      images = augment.batch_random_blur(images, size, size)
+    images = input_pipeline.device_augment(images, config, pretrain)
     projection, logits = model(images, training=True)
     if pretrain:
       con_loss, logits_ab, con_labels = contrastive_loss(
