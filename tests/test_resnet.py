@@ -4,6 +4,7 @@ import pytest
 import tensorflow as tf
 import keras
 
+from conftest import two_cpu_strategy
 from simclr_mura.models import resnet as resnet_lib
 
 
@@ -92,13 +93,16 @@ def test_fixed_padding_matches_explicit_pad_then_valid():
   assert (init.scale, init.mode, init.distribution) == (1.0, "fan_in", "truncated_normal")
 
 
-@pytest.mark.parametrize("decay,global_bn", [(0.9, True), (0.97, False)])
-def test_batch_norm_settings_and_names(decay, global_bn):
-  encoder = _built(18, 0.25, batch_norm_decay=decay, global_bn=global_bn)
+@pytest.mark.parametrize("decay,global_bn,replicas", [(0.9, True, 2), (0.97, False, 2), (0.9, True, 1)])
+def test_batch_norm_settings_and_names(decay, global_bn, replicas):
+  strategy = two_cpu_strategy() if replicas == 2 else tf.distribute.OneDeviceStrategy("/cpu:0")
+  with strategy.scope():
+    encoder = _built(18, 0.25, batch_norm_decay=decay, global_bn=global_bn)
   bns = _sublayers(encoder, keras.layers.BatchNormalization)
   assert len(bns) == 1 + 2 * 8 + 4  # stem, two per block, a projection shortcut per group
   for bn in bns:
-    assert bn.momentum == decay and bn.epsilon == 1e-5 and bn.synchronized == global_bn
+    # Synchronized across replicas when there are several; one replica's statistics are its own batch's anyway.
+    assert bn.momentum == decay and bn.epsilon == 1e-5 and bn.synchronized == (global_bn and replicas > 1)
     assert "batch_norm" in bn.name
   convs = _sublayers(encoder, keras.layers.Conv2D)
   assert all("conv2d" in c.name and not c.use_bias for c in convs)

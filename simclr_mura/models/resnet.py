@@ -55,7 +55,12 @@ def batch_norm(name: str,
                init_zero: bool = False,
                center: bool = True,
                scale: bool = True) -> keras.layers.BatchNormalization:
-  """SimCLR's BatchNormRelu minus the ReLU: momentum = decay, epsilon 1e-5, optional zero gamma, synchronized BN."""
+  """SimCLR's BatchNormRelu minus the ReLU: momentum = decay, epsilon 1e-5, optional zero gamma, synchronized BN.
+
+  Synchronized only when the strategy in scope has several replicas: with one, the statistics are the local batch's
+  anyway, and the synchronized path (sums of x and x², an all-reduce) adds passes over every activation.
+  """
+  global_bn = global_bn and tf.distribute.get_strategy().num_replicas_in_sync > 1
   return keras.layers.BatchNormalization(
       axis=-1,
       momentum=batch_norm_decay,
