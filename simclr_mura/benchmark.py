@@ -36,7 +36,7 @@ GPU_KEYS = ("pretrain_views_per_sec", "supervised_images_per_sec")
 
 # Defaults per suite, and the tiny configuration of --quick (for tests: seconds, not meaningful figures).
 DEFAULTS: dict[str, Any] = dict(
-    image_size=224, batch_size=None, pipeline_batch_size=64, pipeline_batches=30, pipeline_repeats=3,
+    image_size=224, batch_size=None, pipeline_batch_size=64, pipeline_batches=30, pipeline_repeats=5,
     pipeline_warmup=5, repeats=None, warmup=None, build_scale=1.0, data_scale=0.25, resnet_depth=50,
     steps_per_loop=10, gpu_settings=None)
 QUICK: dict[str, Any] = dict(
@@ -63,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
   g.add_argument("--resnet_depth", type=int, help="SimCLR ResNet depth (default 50; ResNet50 stays the reference)")
   g.add_argument("--pipeline_batch_size", type=int, help="images per pipeline batch (default 64)")
   g.add_argument("--pipeline_batches", type=int, help="batches timed per pipeline repeat (default 30)")
-  g.add_argument("--pipeline_repeats", type=int, help="pipeline repeats, decode and views interleaved (default 3)")
+  g.add_argument("--pipeline_repeats", type=int, help="pipeline repeats, the three pipelines interleaved (default 5)")
   g.add_argument("--pipeline_warmup", type=int, help="untimed batches first (default 5)")
   g.add_argument("--cores", type=int, help="cpu: threads of the measured pipelines, the per-core divisor "
                  "(default: the CPUs this process may use)")
