@@ -154,11 +154,20 @@ def train_input_fn(builder: tfds.core.DatasetBuilder, config: Config, split: str
   """
   seed = config.seed if seed is None else seed
   preprocess = train_preprocess(config, pretrain)
+  # Without a cache of decoded images, each image is decoded after the shuffle, in the map that makes its views: the
+  # shuffle buffer holds compressed PNGs (a fraction of the memory), and the views are cut while the decoded pixels
+  # are still in the CPU's caches. With --cache_dataset the cache keeps decoded images, as before.
+  decode_late = not config.cache_dataset
+  image_feature = builder.info.features["image"]
+
+  def decode_then_preprocess(example: dict) -> tuple:
+    return preprocess({"image": image_feature.decode_example(example["image"]), "label": example["label"]})
 
   def input_fn(input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
     batch = input_context.get_per_replica_batch_size(global_batch_size) if input_context else global_batch_size
     read_config = tfds.ReadConfig(shuffle_seed=seed, try_autocache=False)
-    ds = builder.as_dataset(split=split, shuffle_files=True, read_config=read_config)
+    ds = builder.as_dataset(split=split, shuffle_files=True, read_config=read_config,
+                            decoders={"image": tfds.decode.SkipDecoding()} if decode_late else None)
     ds = _maybe_shard(ds, input_context).map(lambda e: {"image": e["image"], "label": e["label"]})
     if config.cache_dataset:
       ds = ds.cache()
@@ -166,8 +175,8 @@ def train_input_fn(builder: tfds.core.DatasetBuilder, config: Config, split: str
     options.deterministic = config.deterministic
     ds = ds.with_options(options)
     ds = ds.shuffle(min(SHUFFLE_BUFFER, max(batch * 10, 1)), seed=seed, reshuffle_each_iteration=True).repeat()
-    ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE).batch(batch, drop_remainder=True)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    ds = ds.map(decode_then_preprocess if decode_late else preprocess, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
   return input_fn
 
