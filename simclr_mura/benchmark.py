@@ -8,7 +8,7 @@ The cpu suite prepares `mura_synthetic/all` at `--build_scale` (default 1.0, abo
 minutes on a 2-core machine) in a subprocess, then measures on that dataset the decode-only rate and the pretraining
 input pipeline (both limited to `--cores` threads and divided by them), then one SimCLR pretraining step against one
 `keras.applications.ResNet50` step. The gpu suite measures SimCLR pretraining fed by the real pipeline and ResNet50
-supervised training for each precision/XLA setting. Each prints a table and writes one JSON object; see BENCHMARKS.md.
+supervised training for each precision/XLA setting. Each prints a table and writes one JSON object; see docs/benchmarks.md.
 """
 from __future__ import annotations
 
@@ -145,7 +145,7 @@ def _load_dataset(args: argparse.Namespace):
 
 def _synthetic_dataset(args: argparse.Namespace, work_dir: str, created: list[str]):
   """mura_synthetic/all at --data_scale, prepared in --data_dir when given (kept), else in a scratch folder."""
-  from simclr_mura import prepare  # pylint: disable=g-import-not-at-top
+  from simclr_mura.data import prepare  # pylint: disable=g-import-not-at-top
   _log(f"preparing mura_synthetic/all at scale {args.data_scale:g}")
   data_dir = args.data_dir
   if not data_dir:

@@ -26,7 +26,7 @@ import keras
 
 # (name, keras.applications constructor, image side, batch): what the paper preset trains (flags/*.cfg). ResNet50
 # on 512 images is the supervised reference of SimCLR pretraining at batch 256 (2 x 256 views per step, 224 px,
-# flags/pretrain.cfg; BENCHMARKS.md measured the SimCLR step at 0.93 of it on CPU); batch 64 is fine-tuning's
+# flags/pretrain.cfg; docs/benchmarks.md compares the two steps on a CPU); batch 64 is fine-tuning's
 # (flags/finetune.cfg); DenseNet-169 at 320 px, batch 8, is the MURA paper's baseline (flags/baseline.cfg).
 SETTINGS = (("resnet50_b512_224", "ResNet50", 224, 512),
             ("resnet50_b256_224", "ResNet50", 224, 256),

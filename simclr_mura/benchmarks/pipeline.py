@@ -80,6 +80,13 @@ def plain_dataset(builder: tfds.core.DatasetBuilder, s: PipelineSettings) -> tf.
   return _finish(ds.map(two_views, num_parallel_calls=tf.data.AUTOTUNE), s.batch_size, s.cores)
 
 
+def plain_iterator(builder: tfds.core.DatasetBuilder, s: PipelineSettings,
+                   strategy: tf.distribute.Strategy) -> Iterator:
+  """`plain_dataset` fed as the trainer feeds its own pipeline (`distribute_datasets_from_function` of the same
+  strategy), so that `input_over_plain` compares the two pipelines and not the ways they are read."""
+  return iter(strategy.distribute_datasets_from_function(lambda input_context=None: plain_dataset(builder, s)))
+
+
 def stage_datasets(builder: tfds.core.DatasetBuilder, config: Config,
                    s: PipelineSettings) -> dict[str, tf.data.Dataset]:
   """Cumulative pipelines, each one stage longer: their rates attribute the cost per image to each stage."""
@@ -149,7 +156,7 @@ def measure(builder: tfds.core.DatasetBuilder, config: Config, s: PipelineSettin
   config = config.replace(image_size=s.image_size)
   make = {"decode": lambda: iter(decode_dataset(builder, s)),
           "views": lambda: pretrain_iterator(builder, config, s, strategy),
-          "plain": lambda: iter(plain_dataset(builder, s))}
+          "plain": lambda: plain_iterator(builder, s, strategy)}
   views_per_image = {"decode": 1, "views": 2, "plain": 2}
   runs: dict[str, list[dict[str, float]]] = {name: [] for name in make}
   for r in range(s.repeats):

@@ -318,9 +318,10 @@ def device_augment(images: tf.Tensor, size: int, color_distort: bool, color_jitt
   images = batch_random_flip_left_right(images)
   if color_distort:
     images = batch_random_color_jitter(images, color_jitter_strength)
+  images = tf.clip_by_value(images, 0., 1.)  # SimCLR clips at the end of preprocess_for_train, before the blur
   if blur:
-    images = batch_random_blur(images, size, size)
-  return tf.clip_by_value(images, 0., 1.)
+    images = batch_random_blur(images, size, size)  # clips again
+  return images
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -373,7 +374,7 @@ def random_flip_left_right(image: tf.Tensor) -> tf.Tensor:
   """`tf.image.random_flip_left_right` (probability 1/2) for [H, W, C]; cheaper on one-channel images.
 
   TensorFlow's ReverseV2 over the width of an [H, W, 1] tensor moves one float per inner step; reversing the [H, W]
-  matrix instead gives the same result for a fraction of the cost (BENCHMARKS.md, "Input pipeline").
+  matrix instead gives the same result for a fraction of the cost (docs/benchmarks.md, "What was tuned").
   """
   def flip(x):
     if x.shape.rank == 3 and x.shape[-1] == 1:

@@ -1,4 +1,5 @@
-"""LARS optimizer (classic momentum) for Keras 3: a port of Google SimCLR `tf2/lars_optimizer.py`.
+"""LARS optimizer (classic momentum) for Keras 3 on the TensorFlow backend: a port of Google SimCLR
+`tf2/lars_optimizer.py`.
 
 "Large Batch Training of Convolutional Networks", You, Gitman & Ginsburg (arXiv:1708.03888). For a variable w with
 gradient g (SimCLR `_resource_apply_dense`, classic_momentum=True, no Nesterov):

@@ -223,7 +223,7 @@ class SimCLRModel(keras.Model):
   """SimCLR tf2/model.py Model: `call(images, training) -> (projection output | None, logits | None)`.
 
   images: float [N, H, W, 1] in [0, 1] (while pretraining, both views concatenated along the batch axis; the train
-  step applies `augment.batch_random_blur` before calling the model).
+  step applies `input_pipeline.device_augment`, flip, colour jitter and blur, before calling the model).
   - pretrain: (projection-head output, float32 [N, proj_dim]; logits of the supervised head on the stop-gradient of
     the ft_proj_selector-th head input if lineareval_while_pretraining, else None);
   - finetune: (None, logits) from the ft_proj_selector-th layer (only those projection layers are built).
