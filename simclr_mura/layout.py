@@ -18,6 +18,7 @@ SPLITS: tuple[str, ...] = ("train", "validation", "test", "train_10pct", "train_
 
 # The study's label fractions: arm-name suffix -> the split its supervised arms train on.
 LABEL_FRACTIONS: dict[str, str] = {"1pct": "train_1pct", "10pct": "train_10pct", "100pct": "train"}
+REPORT_DIR = "report"  # the study's report folder, <out>/report
 PRETRAIN_ARM = "simclr_pretrain"
 LINEAR_ARM = "simclr_linear"
 BASELINE_ARM = "baseline"
@@ -55,6 +56,7 @@ class RunDir:
   BEST = "best"  # the checkpoint with the best validation score (model selection)
   EXPORT = "export"  # the SavedModel for inference
   DONE = "arm_done.json"  # written by the study runner when an arm finished
+  CHECKPOINT_PREFIX = "ckpt"  # checkpoint file names: ckpt-<step>.index, ... (latest and best/)
 
   def __init__(self, path: PathLike):
     self.path = os.fspath(path)

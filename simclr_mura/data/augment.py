@@ -26,7 +26,7 @@ def eval_crops(image_size: int, eval_crop: str = "center") -> bool:
   """Whether evaluation centre-crops: with --eval_crop=center, as SimCLR's run.py, crop = image_size > 32 (CIFAR images
   are not cropped); with --eval_crop=none never (the whole image is resized)."""
   if eval_crop not in CHOICES["eval_crop"]:
-    raise ValueError(f"eval_crop must be 'center' or 'none', got {eval_crop!r}")
+    raise ValueError(f"eval_crop must be one of {', '.join(CHOICES['eval_crop'])}, got {eval_crop!r}")
   return eval_crop == "center" and image_size > 32
 
 

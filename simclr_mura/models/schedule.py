@@ -12,7 +12,7 @@ from typing import Any, Dict
 import keras
 import tensorflow as tf
 
-LEARNING_RATE_SCALINGS = ("linear", "sqrt")
+from simclr_mura.config import CHOICES
 
 
 def scaled_learning_rate(base_learning_rate: float, train_batch_size: int, learning_rate_scaling: str) -> float:
@@ -22,7 +22,7 @@ def scaled_learning_rate(base_learning_rate: float, train_batch_size: int, learn
   if learning_rate_scaling == "sqrt":
     return base_learning_rate * math.sqrt(train_batch_size)
   raise ValueError(f"Unknown learning_rate_scaling {learning_rate_scaling!r}; "
-                   f"expected one of {', '.join(LEARNING_RATE_SCALINGS)}.")
+                   f"expected one of {', '.join(CHOICES['learning_rate_scaling'])}.")
 
 
 def get_warmup_steps(warmup_epochs: float, num_examples: int, train_batch_size: int) -> int:

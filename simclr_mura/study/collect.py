@@ -11,14 +11,14 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import pandas as pd
 
-from simclr_mura.layout import ARMS, UNEVALUATED_ARMS, RunDir
+from simclr_mura.layout import ARMS, REPORT_DIR, UNEVALUATED_ARMS, RunDir
 from simclr_mura.study.tables import LEVEL_ORDER, RESULT_COLUMNS, arm_order, part_order, sort_results
 from simclr_mura.training.results import read_flags_json, read_result
 
 Curves = Dict[str, Dict[str, List[Tuple[int, float]]]]  # {event run: {tag: [(step, value)]}}
 
 
-def find_body_parts(study_dir: str, exclude: Sequence[str] = ("report",)) -> List[str]:
+def find_body_parts(study_dir: str, exclude: Sequence[str] = (REPORT_DIR,)) -> List[str]:
   """Sub-folders of the study that hold at least one arm (a known arm name or a run folder), in MURA order."""
   parts = []
   for name in os.listdir(study_dir):

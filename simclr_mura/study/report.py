@@ -10,6 +10,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import pandas as pd
 
+from simclr_mura.layout import REPORT_DIR
 from simclr_mura.study import collect, figures, markdown, tables
 
 ExploreFn = Callable[[str, str], Any]
@@ -61,9 +62,9 @@ def build_report(study_dir: str, out_dir: Optional[str] = None, *, explore_fn: O
   """
   if not os.path.isdir(study_dir):
     raise FileNotFoundError(f"study folder {study_dir!r} does not exist")
-  out_dir = out_dir or os.path.join(study_dir, "report")
+  out_dir = out_dir or os.path.join(study_dir, REPORT_DIR)
   os.makedirs(out_dir, exist_ok=True)
-  exclude = ("report",) + ((os.path.basename(os.path.normpath(out_dir)),)
+  exclude = (REPORT_DIR,) + ((os.path.basename(os.path.normpath(out_dir)),)
                            if os.path.abspath(os.path.dirname(os.path.normpath(out_dir))) ==
                            os.path.abspath(study_dir) else ())
   parts = collect.find_body_parts(study_dir, exclude=exclude)

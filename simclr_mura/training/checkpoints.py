@@ -78,7 +78,7 @@ class Checkpointer:
     self.model_dir = model_dir
     self.write_dir = model_dir if chief else os.path.join(model_dir, f".worker_{task_id}_scratch")
     self.manager = tf.train.CheckpointManager(self.checkpoint, self.write_dir, max_to_keep=max_to_keep,
-                                              checkpoint_name="ckpt")
+                                              checkpoint_name=RunDir.CHECKPOINT_PREFIX)
 
   def restore_latest(self) -> str | None:
     """Restores the newest checkpoint of `model_dir` (resuming a run); returns its path or None."""

@@ -154,7 +154,7 @@ def train(job: Run) -> dict:
     validation = input_pipeline.eval_data(job.builder, config, config.validation_split, config.eval_batch_size)
     best = tf.train.CheckpointManager(tf.train.Checkpoint(model=model, global_step=job.global_step),
                                       RunDir(job.checkpointer.write_dir).best_dir, max_to_keep=1,
-                                      checkpoint_name="ckpt")
+                                      checkpoint_name=RunDir.CHECKPOINT_PREFIX)
     best_score, plateau = -math.inf, _Plateau(config, job.optimizer)
     val_writer = _writer(job, RunDir.VALIDATION)
 
