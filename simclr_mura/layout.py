@@ -56,6 +56,7 @@ class RunDir:
   BEST = "best"  # the checkpoint with the best validation score (model selection)
   EXPORT = "export"  # the SavedModel for inference
   DONE = "arm_done.json"  # written by the study runner when an arm finished
+  LOG = "log.txt"  # the arm's output when the study runs arms side by side (--jobs)
   CHECKPOINT_PREFIX = "ckpt"  # checkpoint file names: ckpt-<step>.index, ... (latest and best/)
 
   def __init__(self, path: PathLike):
@@ -95,6 +96,10 @@ class RunDir:
   @property
   def done_json(self) -> str:
     return self.join(self.DONE)
+
+  @property
+  def log(self) -> str:
+    return self.join(self.LOG)
 
   def is_run(self) -> bool:
     """Whether the folder holds a run (a result, its flags or its summaries), on the local filesystem."""

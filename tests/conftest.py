@@ -57,6 +57,11 @@ def pytest_collection_modifyitems(items):
   for item in items:
     if _END_TO_END_FIXTURES & set(getattr(item, "fixturenames", ())):
       item.add_marker(pytest.mark.slow)
+    # With pytest-xdist (pytest.ini): a module's tests that share a module-scoped fixture run in one process, so the
+    # fixture is built once.
+    info = getattr(item, "_fixtureinfo", None)
+    if info and any(defs[-1].scope == "module" for defs in info.name2fixturedefs.values()):
+      item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
 @pytest.fixture(scope="session")

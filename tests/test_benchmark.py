@@ -29,7 +29,7 @@ def _start(out_dir, *args) -> tuple[subprocess.Popen, str]:
 
 
 def _finish(proc: subprocess.Popen, out: str) -> dict:
-  stdout, stderr = proc.communicate(timeout=300)
+  stdout, stderr = proc.communicate(timeout=900)
   assert proc.returncode == 0, stderr[-3000:]
   assert "figure" in stdout and "holds" in stdout  # the printed table
   with open(out, encoding="utf-8") as f:
@@ -86,7 +86,7 @@ def _check_gpu(result: dict) -> None:
 
 
 @pytest.mark.slow  # builds a dataset and trains
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(1200)
 def test_both_suites_quick(tmp_path):
   """Both suites at once (two processes: their start-up and graph tracing overlap on a 2-core machine), then the cpu
   suite with --no_build on the dataset the gpu suite prepared and kept in --data_dir (no second rendering)."""

@@ -84,7 +84,7 @@ def tiny_study(synthetic_data_dir, tmp_path_factory):
   assert os.path.isfile(os.path.join(where[1], "tiny.cfg"))
   out = str(tmp_path_factory.mktemp("study"))
   proc = subprocess.run([*_console_script(scripts["simclr-mura-study"]), "--preset=tiny", "--parts=elbow",
-                         f"--out={out}", f"--data_dir={synthetic_data_dir}"], cwd=elsewhere, env=env,
+                         f"--out={out}", f"--data_dir={synthetic_data_dir}", "--jobs=2"], cwd=elsewhere, env=env,
                         capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   assert not os.path.exists(os.path.join(elsewhere, "runs"))  # --out given: nothing written in the current folder
@@ -114,6 +114,26 @@ def test_every_arm_ran_and_the_report_is_complete(tiny_study):
     with open(os.path.join(report, png), "rb") as f:
       assert f.read(8) == b"\x89PNG\r\n\x1a\n"
   assert "simclr_finetune_10pct" in stdout and "[9/9]" in stdout  # progress lines and the printed table
+
+
+@pytest.mark.slow
+def test_two_jobs_run_arms_side_by_side_after_their_pretraining(tiny_study):
+  """--jobs=2: arms overlap in time, each leaves its output in its log, and no arm that restores the pretraining
+  starts before the pretraining finished."""
+  out, stdout = tiny_study
+  times = {}
+  for arm in ["simclr_pretrain", *ARMS]:
+    run_dir = RunDir(os.path.join(out, "elbow", arm))
+    with open(run_dir.done_json) as f:
+      done = json.load(f)
+    times[arm] = (done["started"], done["finished"])
+    with open(run_dir.log) as f:
+      assert f.readline().startswith("python run.py ") and "--model_dir=" + run_dir.path in f.read(), arm
+  for arm in ("simclr_linear", "simclr_finetune_1pct", "simclr_finetune_10pct", "simclr_finetune_100pct"):
+    assert times[arm][0] >= times["simclr_pretrain"][1], arm
+  spans = sorted(times.values())
+  assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:]))  # two arms ran at once
+  assert "2 side by side" in stdout and "started" in stdout and "finished in" in stdout
 
 
 def tf_checkpoint_exists(model_dir):
@@ -160,6 +180,8 @@ def test_rerun_skips_finished_arms_and_resumes_an_interrupted_one(tiny_study, sy
     (["--parts=elbow,knee"], "unknown body part(s) knee"),
     (["--preset=huge"], "invalid choice: 'huge'"),
     (["--mura_dir=/nonexistent/MURA"], "is not a folder"),
+    (["--jobs=0"], "--jobs=0: accepted: a whole number of at least 1"),
+    (["--jobs=two"], "argument --jobs: invalid int value: 'two'"),
 ])
 def test_bad_arguments_get_a_usage_message(args, message):
   proc = _study(*args, timeout=120)
@@ -177,6 +199,8 @@ def test_arm_commands_name_every_arm_and_its_inputs():
   argv = runner.arm_argv(finetune, "hand", args)
   assert f"--checkpoint={os.path.join(args.out, 'hand', 'simclr_pretrain')}" in argv
   assert "--train_split=train_1pct" in argv and "--dataset=mura/hand" in argv and "--mura_dir=/tmp" in argv
+  assert args.jobs == 1  # the paper preset's arms share one GPU
+  assert cli.parse_args(["--parts=hand"]).jobs == min(2, os.cpu_count())
   scratch = runner.arm_argv(next(a for a in study_arms.arms("paper") if a.name == "scratch_1pct"), "hand", args)
   assert not any(a.startswith("--checkpoint") for a in scratch)
 

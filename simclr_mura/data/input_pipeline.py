@@ -61,11 +61,11 @@ def validate_split(builder: tfds.core.DatasetBuilder, split: str) -> int:
   return num_examples(builder, split)
 
 
-def class_counts(builder: tfds.core.DatasetBuilder, split: str) -> np.ndarray:
-  """Images per label [normal, abnormal] in a split (read without decoding images)."""
+def study_types_and_labels(builder: tfds.core.DatasetBuilder, split: str) -> tuple[np.ndarray, np.ndarray]:
+  """Each image's `study_type` id and label in a split (read without decoding images)."""
   ds = builder.as_dataset(split=split, decoders={"image": tfds.decode.SkipDecoding()})
-  labels = np.fromiter((int(x) for x in ds.map(lambda e: e["label"]).as_numpy_iterator()), dtype=np.int64)
-  return np.bincount(labels, minlength=2)
+  rows = list(ds.map(lambda e: (e["study_type"], e["label"])).as_numpy_iterator())
+  return tuple(np.array([r[i] for r in rows], np.int64).reshape(-1) for i in (0, 1))
 
 
 def metadata(builder: tfds.core.DatasetBuilder, split: str) -> pd.DataFrame:
@@ -144,9 +144,11 @@ def sample_views(builder: tfds.core.DatasetBuilder, config: Config, split: str, 
 
 
 def train_input_fn(builder: tfds.core.DatasetBuilder, config: Config, split: str, pretrain: bool,
-                   global_batch_size: int, seed: int | None = None
+                   global_batch_size: int, seed: int | None = None, class_weights: np.ndarray | None = None
                    ) -> Callable[[tf.distribute.InputContext | None], tf.data.Dataset]:
-  """`input_fn(input_context)` yielding per-replica batches of `(images, labels)` forever.
+  """`input_fn(input_context)` yielding per-replica batches of `(images, labels)` forever, or of
+  `(images, labels, weights)` with `class_weights` (a `class_weight_table`: each example's loss weight by its study
+  type and label).
 
   Pretraining images are a pair of batches of independently augmented views (`(view1, view2)`, each [B, H, W, 1]);
   supervised images are one view ([B, H, W, 1]) with the crop only (SimCLR fine-tunes on crop and flip; the train
@@ -163,19 +165,31 @@ def train_input_fn(builder: tfds.core.DatasetBuilder, config: Config, split: str
   def decode_then_preprocess(example: dict) -> tuple:
     return preprocess({"image": image_feature.decode_example(example["image"]), "label": example["label"]})
 
+  weight_table = None if class_weights is None else tf.constant(class_weights, tf.float32)
+
+  def keep(example: dict) -> dict:
+    out = {"image": example["image"], "label": example["label"]}
+    if weight_table is not None:
+      out["weight"] = weight_table[example["study_type"], example["label"]]
+    return out
+
+  def make_example(example: dict) -> tuple:
+    made = (decode_then_preprocess if decode_late else preprocess)(example)
+    return made if weight_table is None else (*made, example["weight"])
+
   def input_fn(input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
     batch = input_context.get_per_replica_batch_size(global_batch_size) if input_context else global_batch_size
     read_config = tfds.ReadConfig(shuffle_seed=seed, try_autocache=False)
     ds = builder.as_dataset(split=split, shuffle_files=True, read_config=read_config,
                             decoders={"image": tfds.decode.SkipDecoding()} if decode_late else None)
-    ds = _maybe_shard(ds, input_context).map(lambda e: {"image": e["image"], "label": e["label"]})
+    ds = _maybe_shard(ds, input_context).map(keep)
     if config.cache_dataset:
       ds = ds.cache()
     options = tf.data.Options()
     options.deterministic = config.deterministic
     ds = ds.with_options(options)
     ds = ds.shuffle(min(SHUFFLE_BUFFER, max(batch * 10, 1)), seed=seed, reshuffle_each_iteration=True).repeat()
-    ds = ds.map(decode_then_preprocess if decode_late else preprocess, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(make_example, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
   return input_fn

@@ -1,10 +1,11 @@
 """The whole study in one command (`./run.sh`, `python -m simclr_mura.study`, console script `simclr-mura-study`).
 
-    ./run.sh [--mura_dir=DIR] [--parts=elbow,hand,shoulder] [--preset=quick|paper] [--out=runs/NAME]
+    ./run.sh [--mura_dir=DIR] [--parts=elbow,hand,shoulder] [--preset=quick|paper] [--out=runs/NAME] [--jobs=N]
 
-Each arm is one trainer run, configured exactly as `python run.py <its flags>` (printed before it starts) and run in
-this process to save TensorFlow's start-up per arm. Arms that finished are skipped on a rerun with the same --out; an
-interrupted arm resumes from its latest checkpoint. One TensorBoard log root: `tensorboard --logdir <out>`.
+Each arm is one trainer run, configured exactly as `python run.py <its flags>` (printed before it starts), run in
+this process (--jobs=1) or up to N arms side by side in worker processes (--jobs=N). Arms that finished are skipped on
+a rerun with the same --out; an interrupted arm resumes from its latest checkpoint. One TensorBoard log root:
+`tensorboard --logdir <out>`.
 """
 from __future__ import annotations
 
@@ -28,7 +29,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
   parser.add_argument("--out", help="study folder (default runs/<dataset>_<preset> in the current folder)")
   parser.add_argument("--data_dir", default=os.path.abspath(os.path.join("data", "tfds")),
                       help="prepared TFDS datasets (default data/tfds in the current folder)")
+  parser.add_argument("--jobs", type=int, help="arms run side by side (default: 2 on a CPU with two or more cores, "
+                      "where one arm keeps about one core busy; 1 with the paper preset, whose arms share one GPU)")
   args = parser.parse_args(argv)
+  if args.jobs is not None and args.jobs < 1:
+    parser.error(f"--jobs={args.jobs}: accepted: a whole number of at least 1")
   args.parts = [p.strip() for p in args.parts.split(",") if p.strip()]
   bad = [p for p in args.parts if p not in STUDY_TYPES]
   if bad or not args.parts:
@@ -40,6 +45,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
   builder = "mura" if args.mura_dir else "mura_synthetic"
   args.out = args.out or os.path.abspath(os.path.join("runs", f"{builder}_{args.preset}"))
   args.builder = builder
+  if args.jobs is None:
+    args.jobs = 1 if args.preset == "paper" else min(2, os.cpu_count() or 1)
   return args
 
 

@@ -1,17 +1,23 @@
-"""Runs the study: every arm for every body part, in this process, then the report.
+"""Runs the study: every arm for every body part, then the report.
 
-Each arm is configured exactly as `python run.py <its flags>` (printed before it starts) and run in-process to save
-TensorFlow's start-up per arm. An arm whose folder holds `RunDir.DONE` is skipped; an interrupted one resumes from its
-latest checkpoint.
+Each arm is configured exactly as `python run.py <its flags>` (printed before it starts). With `--jobs=1` the arms run
+one after another in this process (TensorFlow starts once); with `--jobs=N` up to N arms run side by side, each in a
+worker process that keeps TensorFlow loaded between arms and writes the arm's output to its `RunDir.LOG`. An arm that
+restores the body part's pretraining starts only after that pretraining finished. An arm whose folder holds
+`RunDir.DONE` is skipped; an interrupted one resumes from its latest checkpoint.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import multiprocessing
 import os
+import queue
+import sys
 import time
 
-from simclr_mura.layout import PRETRAIN_ARM, RunDir
+from simclr_mura.layout import BASELINE_ARM, PRETRAIN_ARM, RunDir
 from simclr_mura.study.arms import Arm, arms
 
 
@@ -30,38 +36,142 @@ def _fmt(seconds: float) -> str:
   return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
 
 
-def run_study(args: argparse.Namespace) -> int:
-  """Runs every arm of the plan that has not finished yet, then writes the report; returns the exit status."""
+@dataclasses.dataclass(frozen=True)
+class _Task:
+  """One arm on one body part."""
+  number: int  # 1-based position in the plan
+  part: str
+  arm: Arm
+  argv: tuple[str, ...]
+
+  @property
+  def run_dir(self) -> RunDir:
+    return RunDir(dict(a.split("=", 1) for a in self.argv if a.startswith("--model_dir="))["--model_dir"])
+
+  @property
+  def needs_pretraining(self) -> bool:
+    return any("{pretrain}" in a for a in self.arm.argv)
+
+
+def run_arm(argv: list[str] | tuple[str, ...], done_json: str) -> float:
+  """Trains and evaluates one arm in this process (as `python run.py ARGV`), then writes `done_json`; returns seconds."""
   import keras
 
-  from absl import logging
-
   from simclr_mura import flags as trainer_flags
-  from simclr_mura import report as report_cli
   from simclr_mura.training import trainer
 
-  logging.set_verbosity(logging.WARNING)
+  start = time.time()
+  config = trainer_flags.config_from_argv(list(argv))
+  keras.backend.clear_session()
+  trainer.run(config)
+  seconds = time.time() - start
+  with open(done_json, "w") as f:
+    json.dump({"seconds": seconds, "started": start, "finished": start + seconds, "argv": list(argv)}, f, indent=2)
+  return seconds
 
+
+def run_study(args: argparse.Namespace) -> int:
+  """Runs every arm of the plan that has not finished yet, then writes the report; returns the exit status."""
+  from absl import logging
+
+  from simclr_mura import report as report_cli
+
+  logging.set_verbosity(logging.WARNING)
   plan = [(part, arm) for part in args.parts for arm in arms(args.preset)]
+  tasks = [_Task(i, part, arm, tuple(arm_argv(arm, part, args))) for i, (part, arm) in enumerate(plan, 1)]
   os.makedirs(args.out, exist_ok=True)
-  print(f"Study: {args.builder} {','.join(args.parts)}, preset {args.preset}, {len(plan)} runs -> {args.out}")
+  print(f"Study: {args.builder} {','.join(args.parts)}, preset {args.preset}, {len(plan)} runs -> {args.out}"
+        + (f", {args.jobs} side by side" if args.jobs > 1 else ""))
   print(f"TensorBoard: tensorboard --logdir {args.out}")
-  start, durations = time.time(), []
-  for i, (part, arm) in enumerate(plan, 1):
-    run_dir = RunDir(os.path.join(args.out, part, arm.name))
-    if os.path.exists(run_dir.done_json):
-      print(f"[{i}/{len(plan)}] {part} {arm.name}: done earlier, skipped")
-      continue
-    argv = arm_argv(arm, part, args)
-    left = (sum(durations) / len(durations)) * (len(plan) - i + 1) if durations else None
-    print(f"\n[{i}/{len(plan)}] {part} {arm.name} (elapsed {_fmt(time.time() - start)}"
-          f"{', about ' + _fmt(left) + ' left' if left else ''})\n  python run.py {' '.join(argv)}", flush=True)
-    t0 = time.time()
-    config = trainer_flags.config_from_argv(argv)
-    keras.backend.clear_session()
-    trainer.run(config)
-    durations.append(time.time() - t0)
-    with open(run_dir.done_json, "w") as f:
-      json.dump({"seconds": durations[-1], "argv": argv}, f, indent=2)
+  start = time.time()
+  todo = []
+  for task in tasks:
+    if os.path.exists(task.run_dir.done_json):
+      print(f"[{task.number}/{len(plan)}] {task.part} {task.arm.name}: done earlier, skipped")
+    else:
+      todo.append(task)
+  if args.jobs > 1 and len(todo) > 1:
+    status = _run_side_by_side(todo, args, len(plan), start)
+    if status:
+      return status
+  else:
+    _run_in_turn(todo, len(plan), start)
   print(f"\nAll runs finished in {_fmt(time.time() - start)}; writing the report.")
   return report_cli.run([f"--study={args.out}"])
+
+
+def _run_in_turn(todo: list[_Task], total: int, start: float) -> None:
+  durations: list[float] = []
+  for i, task in enumerate(todo):
+    left = (sum(durations) / len(durations)) * (len(todo) - i) if durations else None
+    print(f"\n[{task.number}/{total}] {task.part} {task.arm.name} (elapsed {_fmt(time.time() - start)}"
+          f"{', about ' + _fmt(left) + ' left' if left else ''})\n  python run.py {' '.join(task.argv)}", flush=True)
+    durations.append(run_arm(task.argv, task.run_dir.done_json))
+
+
+def _priority(task: _Task) -> tuple[int, int]:
+  """Pretraining first (the SimCLR arms wait for it), then the longest arm (DenseNet-169), then in plan order."""
+  return ({PRETRAIN_ARM: 0, BASELINE_ARM: 1}.get(task.arm.name, 2), task.number)
+
+
+def _prepare_data(todo: list[_Task]) -> None:
+  """Prepares each body part's dataset once, here, before workers that would otherwise race to build it."""
+  from simclr_mura import flags as trainer_flags
+  from simclr_mura.data import input_pipeline
+
+  firsts = {task.part: task for task in reversed(todo)}
+  for task in firsts.values():
+    input_pipeline.load_builder(trainer_flags.config_from_argv(list(task.argv)))
+
+
+def _worker(task: _Task) -> tuple[int, float]:
+  """In a worker process: runs one arm with its output in the arm's log file."""
+  os.makedirs(task.run_dir.path, exist_ok=True)
+  sys.stdout.flush()
+  sys.stderr.flush()
+  saved = os.dup(1), os.dup(2)
+  with open(task.run_dir.log, "a") as log:
+    os.dup2(log.fileno(), 1)
+    os.dup2(log.fileno(), 2)
+    try:
+      print(f"python run.py {' '.join(task.argv)}", flush=True)
+      return task.number, run_arm(task.argv, task.run_dir.done_json)
+    finally:
+      sys.stdout.flush()
+      sys.stderr.flush()
+      os.dup2(saved[0], 1)
+      os.dup2(saved[1], 2)
+
+
+def _run_side_by_side(todo: list[_Task], args: argparse.Namespace, total: int, start: float) -> int:
+  """Runs `todo` on `args.jobs` worker processes; returns 0, or 1 after the first arm that failed (its log shown)."""
+  _prepare_data(todo)
+  waiting = sorted(todo, key=_priority)
+  pending_pretraining = {t.part for t in todo if t.arm.name == PRETRAIN_ARM}
+  finished: queue.Queue = queue.Queue()
+  running: dict[int, _Task] = {}
+  # spawn: each worker starts its own TensorFlow (a forked TensorFlow runtime is not safe to use).
+  with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
+    while waiting or running:
+      ready = [t for t in waiting if not (t.needs_pretraining and t.part in pending_pretraining)]
+      for task in ready[:args.jobs - len(running)]:
+        waiting.remove(task)
+        running[task.number] = task
+        print(f"[{task.number}/{total}] {task.part} {task.arm.name} started (elapsed {_fmt(time.time() - start)}), "
+              f"output in {task.run_dir.log}\n  python run.py {' '.join(task.argv)}", flush=True)
+        pool.apply_async(_worker, (task,), callback=finished.put,
+                         error_callback=lambda e, n=task.number: finished.put((n, e)))
+      number, outcome = finished.get()
+      task = running.pop(number)
+      if isinstance(outcome, BaseException):
+        with open(task.run_dir.log) as f:
+          tail = f.read()[-3000:]
+        print(f"\n[{number}/{total}] {task.part} {task.arm.name} failed: {outcome!r}\n--- end of {task.run_dir.log} "
+              f"---\n{tail}", file=sys.stderr, flush=True)
+        pool.terminate()
+        return 1
+      if task.arm.name == PRETRAIN_ARM:
+        pending_pretraining.discard(task.part)
+      print(f"[{number}/{total}] {task.part} {task.arm.name} finished in {_fmt(outcome)} "
+            f"(elapsed {_fmt(time.time() - start)}, {len(waiting) + len(running)} to go)", flush=True)
+  return 0

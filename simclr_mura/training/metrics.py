@@ -175,3 +175,24 @@ def class_weights(labels: Iterable[Any]) -> Dict[int, float]:
     raise ValueError(f"class_weight=balanced needs both classes in the training labels; got {n} normal and {a} "
                      "abnormal images")
   return {0: a / (a + n), 1: n / (a + n)}
+
+
+def class_weights_by_study_type(study_types: Iterable[Any], labels: Iterable[Any]) -> Dict[Any, Dict[int, float]]:
+  """The MURA paper's class weights computed per study type, as the paper does (arXiv:1712.06957, section 3: "w_T,1 =
+  |N_T| / (|A_T| + |N_T|) and w_T,0 = |A_T| / (|A_T| + |N_T|) where |A_T| and |N_T| are the number of abnormal images
+  and normal images of study type T in the training set"): {study type: {0: w_normal, 1: w_abnormal}}.
+
+  Raises:
+    ValueError: a study type lacks one of the classes.
+  """
+  types = np.asarray(list(study_types))
+  y = _as_labels(labels)
+  if types.shape != y.shape:
+    raise ValueError(f"{types.size} study types for {y.size} labels")
+  out = {}
+  for t in sorted(set(types.tolist())):
+    try:
+      out[t] = class_weights(y[types == t])
+    except ValueError as e:
+      raise ValueError(f"study type {t}: {e}") from e
+  return out

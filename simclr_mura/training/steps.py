@@ -28,23 +28,24 @@ def metric_names(config: Config) -> tuple[str, ...]:
   return tuple(m for m in PRETRAIN_METRICS if not m.startswith("supervised"))
 
 
-def _supervised(logits: tf.Tensor, labels: tf.Tensor, class_weights: tf.Tensor | None):
+def _supervised(logits: tf.Tensor, labels: tf.Tensor, weights: tf.Tensor | None):
   logits = tf.cast(logits, tf.float32)
   per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-  if class_weights is not None:  # MURA paper's weighted cross-entropy
-    per_example *= tf.gather(class_weights, labels)
+  if weights is not None:  # MURA paper's weighted cross-entropy: each example's weight by its study type and label
+    per_example *= tf.cast(weights, tf.float32)
   correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=labels.dtype), labels), tf.float32)
   return tf.reduce_mean(per_example), tf.reduce_mean(correct)
 
 
 def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, config: Config,
-                    strategy: tf.distribute.Strategy, class_weights: tf.Tensor | None = None) -> Callable:
-  """The function `strategy.run` calls once per step with a per-replica `(images, labels)` batch."""
+                    strategy: tf.distribute.Strategy) -> Callable:
+  """The function `strategy.run` calls once per step with a per-replica `(images, labels)` batch, or
+  `(images, labels, weights)` with per-example loss weights (`--class_weight=balanced`)."""
   pretrain = config.train_mode == "pretrain"
   replicas = strategy.num_replicas_in_sync
   contrastive_strategy = strategy if replicas > 1 else None
 
-  def losses(images: tf.Tensor, labels: tf.Tensor) -> dict:
+  def losses(images: tf.Tensor, labels: tf.Tensor, weights: tf.Tensor | None) -> dict:
     labels = tf.cast(labels, tf.int32)
     metrics = {}
     total = 0.0
@@ -61,24 +62,24 @@ def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, c
                      contrast_entropy=contrast_entropy(logits_ab))
       total += con_loss
     if logits is not None:
-      sup_loss, sup_acc = _supervised(logits, labels, None if pretrain else class_weights)
+      sup_loss, sup_acc = _supervised(logits, labels, None if pretrain else weights)
       metrics.update(supervised_loss=sup_loss, supervised_acc=sup_acc)
       total += sup_loss
     wd = tf.cast(weight_decay_loss(model.trainable_variables, config.weight_decay, config.optimizer), tf.float32)
     metrics.update(weight_decay=wd, total_loss=total + wd)
     return metrics
 
-  def grads_and_metrics(images: tf.Tensor, labels: tf.Tensor):
+  def grads_and_metrics(images: tf.Tensor, labels: tf.Tensor, weights: tf.Tensor | None = None):
     with tf.GradientTape() as tape:
-      metrics = losses(images, labels)
+      metrics = losses(images, labels, weights)
       loss = optimizer.scale_loss(metrics["total_loss"] / replicas)
     return tape.gradient(loss, model.trainable_variables), metrics
 
   if config.jit_compile:  # Keras' jit_compile="auto" silently drops XLA under strategies: compile explicitly.
     grads_and_metrics = tf.function(grads_and_metrics, jit_compile=True)
 
-  def step(images: tf.Tensor, labels: tf.Tensor) -> dict:
-    grads, metrics = grads_and_metrics(images, labels)
+  def step(images: tf.Tensor, labels: tf.Tensor, weights: tf.Tensor | None = None) -> dict:
+    grads, metrics = grads_and_metrics(images, labels, weights)
     optimizer.apply_gradients(zip(grads, model.trainable_variables))
     return metrics
 

@@ -24,7 +24,7 @@ from simclr_mura.config import Config
 from simclr_mura.errors import UserError
 from simclr_mura.layout import RunDir
 from simclr_mura.training.export import export_model
-from simclr_mura.training.metrics import class_weights as mura_class_weights
+from simclr_mura.training.metrics import class_weights_by_study_type
 from simclr_mura.training.metrics import evaluate_predictions
 from simclr_mura.models.model import build_model, zero_supervised_head
 from simclr_mura.models.schedule import step_counts
@@ -133,15 +133,12 @@ def train(job: Run) -> dict:
     print(f"Already trained to step {start} of {job.total_steps}; nothing to do.")
     return {}
 
-  weights = None
-  if not pretrain and config.class_weight == "balanced":
-    w = mura_class_weights(np.repeat([0, 1], input_pipeline.class_counts(job.builder, config.train_split)))
-    weights = tf.constant([w[0], w[1]], tf.float32)
-    print(f"Class weights (MURA paper): normal {w[0]:.3f}, abnormal {w[1]:.3f}")
+  weights = class_weight_table(job.builder, config.train_split) if (
+      not pretrain and config.class_weight == "balanced") else None
   input_fn = input_pipeline.train_input_fn(job.builder, config, config.train_split, pretrain,
-                                           config.train_batch_size, seed=config.seed + start)
+                                           config.train_batch_size, seed=config.seed + start, class_weights=weights)
   iterator = iter(strategy.distribute_datasets_from_function(input_fn))
-  step_fn = steps.make_train_step(model, job.optimizer, config, strategy, weights)
+  step_fn = steps.make_train_step(model, job.optimizer, config, strategy)
   names = steps.metric_names(config)
 
   train_loop = steps.make_train_loop(strategy, step_fn, names, job.global_step)
@@ -194,6 +191,22 @@ def train(job: Run) -> dict:
   writer.flush()
   print(f"Trained to step {step}; checkpoints in {config.model_dir}")
   return values
+
+
+def class_weight_table(builder, split: str) -> np.ndarray:
+  """The MURA paper's class weights per study type of `split` as a [study types, 2] table (types absent: 1), printed;
+  a study type without both classes is a `UserError`."""
+  names = builder.info.features["study_type"].names
+  types, labels = input_pipeline.study_types_and_labels(builder, split)
+  try:
+    weights = class_weights_by_study_type(np.asarray(names)[types], labels)
+  except ValueError as e:
+    raise UserError(f"--class_weight=balanced on {split}: {e}") from e
+  table = np.ones((len(names), 2), np.float32)
+  for name, w in weights.items():
+    table[names.index(name)] = (w[0], w[1])
+    print(f"Class weights (MURA paper) for {name}: normal {w[0]:.3f}, abnormal {w[1]:.3f}")
+  return table
 
 
 def _selection_score(metrics: dict, loss: float) -> float:
