@@ -22,6 +22,8 @@ import tempfile
 import time
 from typing import Any, Sequence
 
+from simclr_mura.errors import ArgumentParser
+
 GOALS = {
     "input_views_per_sec_per_core": (">=", 400.0),
     "views_over_decode": (">=", 1.0),
@@ -46,7 +48,7 @@ QUICK: dict[str, Any] = dict(
 
 
 def _parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(prog="python -m simclr_mura.benchmark", description=__doc__,
+  p = ArgumentParser(prog="python -m simclr_mura.benchmark", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--suite", required=True, choices=("cpu", "gpu"))
   p.add_argument("--out", default=None, help="write the JSON object here")
@@ -121,6 +123,35 @@ def _resolve(args: argparse.Namespace) -> argparse.Namespace:
     from simclr_mura.benchmarks.train_step import GPU_SETTINGS  # pylint: disable=g-import-not-at-top
     args.gpu_settings = ",".join(GPU_SETTINGS)
   return args
+
+
+def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+  """Sizes, scales and the dataset checked before anything is built (one line each)."""
+  for name in ("image_size", "batch_size", "repeats", "pipeline_batch_size", "pipeline_batches", "pipeline_repeats",
+               "steps_per_loop", "cores"):
+    value = getattr(args, name)
+    if value is not None and value < 1:
+      parser.error(f"--{name}={value} is out of range; accepted: a whole number >= 1")
+  for name in ("warmup", "pipeline_warmup"):
+    if getattr(args, name) < 0:
+      parser.error(f"--{name}={getattr(args, name)} is out of range; accepted: a whole number >= 0")
+  for name in ("build_scale", "data_scale"):
+    if not getattr(args, name) > 0:
+      parser.error(f"--{name}={getattr(args, name):g} is out of range; accepted: a positive number")
+  from simclr_mura.models.resnet import BLOCK_SPECS  # pylint: disable=g-import-not-at-top
+  if args.resnet_depth not in BLOCK_SPECS:
+    parser.error(f"--resnet_depth={args.resnet_depth} is not valid; accepted: "
+                 f"{', '.join(map(str, sorted(BLOCK_SPECS)))}")
+  if args.dataset is not None:
+    from simclr_mura.prepare import check_data_args  # pylint: disable=g-import-not-at-top
+    try:
+      check_data_args(args.dataset, args.mura_dir)
+    except ValueError as e:
+      parser.error(str(e))
+  from simclr_mura.benchmarks.train_step import GPU_SETTINGS  # pylint: disable=g-import-not-at-top
+  unknown = [s for s in args.gpu_settings.split(",") if s not in GPU_SETTINGS]
+  if unknown:
+    parser.error(f"--gpu_settings: unknown setting {unknown[0]!r}; accepted: {', '.join(GPU_SETTINGS)}")
 
 
 def _log(message: str) -> None:
@@ -371,7 +402,9 @@ def _write(path: str, result: dict[str, Any]) -> None:
 def run(argv: Sequence[str] | None = None) -> int:
   """Console entry point (`simclr-mura-benchmark`); returns the exit status."""
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
-  args = _resolve(_parser().parse_args(argv))
+  parser = _parser()
+  args = _resolve(parser.parse_args(argv))
+  _check(parser, args)
   args.argv = None if argv is None else list(argv)
   from absl import logging  # pylint: disable=g-import-not-at-top
   logging.set_verbosity(logging.WARNING)

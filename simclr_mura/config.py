@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from typing import Any, Optional
 
 from simclr_mura.errors import UserError
+from simclr_mura.layout import SPLITS
 
 # The accepted values of every enum field (the trainer's flags, the model and the pipeline read them from here).
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -28,6 +30,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "strategy": ("auto", "one_device", "mirrored", "multi_worker", "tpu"),
     "mixed_precision": ("none", "mixed_float16", "mixed_bfloat16"),
 }
+# --fine_tune_after_block with --backbone=densenet169: everything trainable, or only the head (Keras's DenseNet has no
+# SimCLR block numbering to freeze by).
+DENSENET_FINE_TUNE_AFTER_BLOCK_VALUES = (-1, 4)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +73,8 @@ class Config:
   backbone_weights: str = "none"  # none | imagenet | path to a weights file
   resnet_depth: int = 50
   width_multiplier: float = 1.0
+  sk_ratio: float = 0.0  # SimCLRv2 selective kernels when > 0 (its recommendation: 0.0625)
+  se_ratio: float = 0.0  # SimCLRv2 squeeze-excitation when > 0
   batch_norm_decay: float = 0.9
   global_bn: bool = True
   proj_head_mode: str = "nonlinear"  # nonlinear | linear | none
@@ -108,6 +115,9 @@ class Config:
   cpu_replicas: int = 0
   use_tpu: bool = False
   tpu_name: Optional[str] = None
+  tpu_zone: Optional[str] = None
+  gcp_project: Optional[str] = None
+  master: Optional[str] = None
   mixed_precision: str = "none"  # none | mixed_float16 | mixed_bfloat16
   jit_compile: bool = False
   seed: int = 0
@@ -124,21 +134,151 @@ class Config:
     return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
+def _fail(message: str) -> None:
+  raise UserError(message)
+
+
+def _check_range(config: Config, name: str, low: float | None = None, high: float | None = None, *,
+                 low_open: bool = False, high_open: bool = False) -> None:
+  """--name lies in [low, high] (open ends where asked), or a one-line `UserError` saying what is accepted."""
+  value = getattr(config, name)
+  too_low = low is not None and (value <= low if low_open else value < low)
+  too_high = high is not None and (value >= high if high_open else value > high)
+  if too_low or too_high:
+    lo = "" if low is None else f"{'>' if low_open else '>='} {low:g}"
+    hi = "" if high is None else f"{'<' if high_open else '<='} {high:g}"
+    _fail(f"--{name}={value:g} is out of range; accepted: {' and '.join(x for x in (lo, hi) if x)}")
+
+
+# TFDS split expressions: split names joined by `+`, each with an optional slice (`train[:10%]`, `train[10:20]`) and
+# rounding (`(pct1_dropremainder)`), as tfds.core.ReadInstruction parses them.
+_SPLIT_TERM = re.compile(r"^(?P<name>\w+)(\[(?P<slice>[^\]]*)\])?(\((?P<rounding>\w+)\))?$")
+_SLICE_BOUND = re.compile(r"^(?P<number>-?\d+(\.\d+)?)(?P<unit>%|shard)?$")
+
+
+def check_split(flag: str, expression: str) -> None:
+  """A TFDS split expression over this package's splits (`layout.SPLITS`), checked without reading any data."""
+  accepted = f"{', '.join(SPLITS)} or a TFDS slice such as train[:10%] or train[:50%]+validation"
+  for term in expression.replace(" ", "").split("+"):
+    match = _SPLIT_TERM.match(term)
+    if not match or match["name"] not in SPLITS:
+      _fail(f"--{flag}={expression}: bad split {term!r}; accepted: {accepted}")
+    for bound in (match["slice"].split(":") if match["slice"] is not None else []):
+      bound_match = _SLICE_BOUND.match(bound)
+      if bound and not bound_match:
+        _fail(f"--{flag}={expression}: bad slice bound {bound!r}; accepted: {accepted}")
+      if bound and bound_match["unit"] == "%" and not -100 <= float(bound_match["number"]) <= 100:
+        _fail(f"--{flag}={expression}: percentage {bound} is out of range; accepted: -100% to 100%")
+
+
+def validate_model(config: Config) -> None:
+  """The architecture settings (SimCLR's model flags): one-line `UserError`s naming what is accepted. The model checks
+  them before it builds; `validate` checks them with the rest."""
+  from simclr_mura.models.resnet import BLOCK_SPECS, FINE_TUNE_AFTER_BLOCK_VALUES  # lazy: imports Keras
+  for name in ("train_mode", "backbone", "proj_head_mode"):
+    if getattr(config, name) not in CHOICES[name]:
+      _fail(f"unknown --{name}={getattr(config, name)}; accepted: {', '.join(CHOICES[name])}")
+  total = {"none": 0, "linear": 1, "nonlinear": config.num_proj_layers}[config.proj_head_mode]
+  if config.proj_head_mode == "nonlinear" and config.num_proj_layers < 1:
+    _fail(f"--num_proj_layers={config.num_proj_layers} is out of range with --proj_head_mode=nonlinear; accepted: >= 1")
+  if not 0 <= config.ft_proj_selector <= total:
+    _fail(f"--ft_proj_selector={config.ft_proj_selector} is not valid with --proj_head_mode={config.proj_head_mode} "
+          f"and --num_proj_layers={config.num_proj_layers}; accepted: 0..{total}")
+  _check_range(config, "proj_out_dim", 1)
+  _check_range(config, "width_multiplier", 0, low_open=True)
+  _check_range(config, "sk_ratio", 0)
+  _check_range(config, "se_ratio", 0)
+  if config.backbone != "resnet" and (config.sk_ratio or config.se_ratio):
+    _fail(f"--sk_ratio and --se_ratio apply to --backbone=resnet only; accepted with --backbone={config.backbone}: 0")
+  _check_range(config, "batch_norm_decay", 0, 1, high_open=True)
+  _check_range(config, "num_classes", 2)
+  if config.backbone == "resnet":
+    if config.resnet_depth not in BLOCK_SPECS:
+      _fail(f"--resnet_depth={config.resnet_depth} is not valid; accepted: {', '.join(map(str, sorted(BLOCK_SPECS)))}")
+    if config.backbone_weights != "none":
+      _fail(f"--backbone_weights={config.backbone_weights} needs --backbone=densenet169; accepted with a ResNet: none "
+            "(it starts from scratch or from a SimCLR checkpoint, --checkpoint)")
+    accepted = FINE_TUNE_AFTER_BLOCK_VALUES
+  else:
+    accepted = DENSENET_FINE_TUNE_AFTER_BLOCK_VALUES
+  if config.fine_tune_after_block not in accepted:
+    _fail(f"--fine_tune_after_block={config.fine_tune_after_block} is not valid with --backbone={config.backbone}; "
+          f"accepted: [{', '.join(map(str, accepted))}]")
+  if config.train_mode == "pretrain" and config.fine_tune_after_block > -1:
+    # SimCLR Model.__call__: "Does not support layer freezing during pretraining".
+    _fail(f"--fine_tune_after_block={config.fine_tune_after_block} freezes layers, which pretraining does not "
+          "support; accepted with --train_mode=pretrain: -1")
+  if config.backbone_weights not in ("none", "imagenet") and not config.backbone_weights.endswith(".h5"):
+    _fail(f"--backbone_weights={config.backbone_weights}: accepted: none, imagenet, or a Keras weights file (.h5)")
+
+
 def validate(config: Config) -> None:
-  """Stops a run before any data is prepared or any training starts: one-line `UserError`s naming the bad value and
-  what is accepted. The one home of whole-configuration checks (the model adds its architecture checks on build)."""
+  """The one validation pass of a run's configuration, before TensorFlow builds or prepares anything: every flag's
+  range and choices, the cross-flag rules and the paths the run reads, each failure a one-line `UserError` naming the
+  bad value and what is accepted."""
   for name, accepted in CHOICES.items():
     value = getattr(config, name)
     if value not in accepted:
-      raise UserError(f"unknown --{name}={value}; accepted: {', '.join(accepted)}")
+      _fail(f"unknown --{name}={value}; accepted: {', '.join(accepted)}")
   if not config.model_dir:
-    raise UserError("--model_dir is required")
+    _fail("--model_dir is required")
+  validate_model(config)
+  from simclr_mura.data.prepare import parse_dataset  # lazy: imports TFDS
+  try:
+    parse_dataset(config.dataset)
+  except ValueError as e:
+    _fail(str(e))
+  if config.synthetic_scale is not None:
+    if not config.dataset.startswith("mura_synthetic/"):
+      _fail(f"--synthetic_scale applies to mura_synthetic only, not to --dataset={config.dataset}: MURA has one size")
+    _check_range(config, "synthetic_scale", 0, low_open=True)
+  for flag in ("train_split", "eval_split", "validation_split"):
+    check_split(flag, getattr(config, flag))
+  if config.train_mode == "finetune" and "test" in config.validation_split:
+    _fail("--validation_split=test would choose the model on the test split; accepted: validation (or a split "
+          "without test)")
   if config.train_mode == "pretrain" and config.backbone != "resnet":
-    raise UserError(f"--backbone={config.backbone} is for supervised runs; pretraining uses --backbone=resnet")
-  if config.train_batch_size < 1 or config.eval_batch_size < 1:
-    raise UserError("--train_batch_size and --eval_batch_size must be positive")
-  if not 0.0 <= config.threshold <= 1.0:
-    raise UserError(f"--threshold={config.threshold} must lie in [0, 1]")
+    _fail(f"--backbone={config.backbone} is for supervised runs; pretraining accepts --backbone=resnet")
   if config.mode != "train" and config.train_mode == "pretrain" and not config.lineareval_while_pretraining:
-    raise UserError("evaluating a pretraining run needs --lineareval_while_pretraining (its linear probe is what "
-                    "gets evaluated); use --mode=train")
+    _fail("evaluating a pretraining run needs --lineareval_while_pretraining (its linear probe is what gets "
+          "evaluated); accepted: --mode=train")
+  _check_range(config, "image_size", 32 if config.backbone == "densenet169" else 8, 4096)
+  _check_range(config, "train_batch_size", 1)
+  _check_range(config, "eval_batch_size", 1)
+  _check_range(config, "learning_rate", 0, low_open=True)
+  _check_range(config, "temperature", 0, low_open=True)
+  _check_range(config, "weight_decay", 0)
+  _check_range(config, "momentum", 0, 1, high_open=True)
+  _check_range(config, "warmup_epochs", 0)
+  _check_range(config, "train_steps", 0)
+  if config.train_steps == 0:
+    _check_range(config, "train_epochs", 1)
+  _check_range(config, "eval_steps", 0)
+  _check_range(config, "checkpoint_steps", 0)
+  if config.checkpoint_steps == 0:
+    _check_range(config, "checkpoint_epochs", 1)
+  _check_range(config, "keep_checkpoint_max", 1)
+  _check_range(config, "plateau_patience", 1)
+  _check_range(config, "threshold", 0, 1)
+  _check_range(config, "color_jitter_strength", 0)
+  _check_range(config, "crop_min_area", 0, 1, low_open=True)
+  _check_range(config, "rotation_degrees", 0, 180)
+  _check_range(config, "translate_fraction", 0, 0.5)
+  _check_range(config, "cpu_replicas", 0)
+  _check_range(config, "seed", 0)
+  _check_paths(config)
+
+
+def _check_paths(config: Config) -> None:
+  """The inputs a run reads exist and are of the right kind (through tf.io.gfile, so gs:// paths are checked too)."""
+  import tensorflow as tf
+
+  if config.checkpoint:
+    from simclr_mura.training.checkpoints import resolve  # raises the one-line UserError
+    resolve(config.checkpoint)
+  if config.backbone_weights not in ("none", "imagenet") and not tf.io.gfile.exists(config.backbone_weights):
+    _fail(f"--backbone_weights={config.backbone_weights}: no such file; accepted: none, imagenet, or a path to a "
+          "Keras weights file")
+  if config.mura_dir and not tf.io.gfile.isdir(config.mura_dir):
+    _fail(f"--mura_dir={config.mura_dir} is not a folder; accepted: the folder holding MURA-v1.1/ (or MURA-v1.1/ "
+          "itself)")

@@ -6,15 +6,16 @@ sample grids.
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Sequence
 
 from simclr_mura.data.explore import explore
+from simclr_mura.errors import ArgumentParser, UserError, exit_with
+from simclr_mura.prepare import check_data_args
 
 
 def run(argv: Sequence[str] | None = None) -> None:
   """Console entry point (`simclr-mura-explore`)."""
-  p = argparse.ArgumentParser(prog="python -m simclr_mura.explore", description=__doc__,
+  p = ArgumentParser(prog="python -m simclr_mura.explore", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--dataset", required=True, help="mura/<config> or mura_synthetic/<config>")
   p.add_argument("--out", required=True, help="output folder for tables and figures")
@@ -22,9 +23,10 @@ def run(argv: Sequence[str] | None = None) -> None:
   p.add_argument("--mura_dir", default=None, help="MURA-v1.1/ or the folder containing it (mura only)")
   args = p.parse_args(argv)
   try:
+    check_data_args(args.dataset, args.mura_dir)
     paths = explore(args.dataset, args.out, data_dir=args.data_dir, mura_dir=args.mura_dir)
   except (ValueError, FileNotFoundError) as e:
-    sys.exit(f"error: {e}")
+    exit_with(p.prog, UserError(str(e)))
   for name, path in paths.items():
     print(f"{name}: {path}")
 

@@ -32,7 +32,8 @@ flags.DEFINE_string("train_split", _D.train_split, "TFDS split expression to tra
                     "train[:10%].")
 flags.DEFINE_string("eval_split", _D.eval_split, "TFDS split expression to evaluate on.")
 flags.DEFINE_string("validation_split", _D.validation_split,
-                    "Split evaluated every epoch while fine-tuning (model selection); never the test split.")
+                    "Split evaluated every epoch while fine-tuning (every --checkpoint_steps when an epoch is shorter): "
+                    "model selection; never the test split.")
 flags.DEFINE_string("data_dir", _D.data_dir, "TFDS data_dir (prepared datasets); TFDS's default when unset.")
 flags.DEFINE_string("mura_dir", _D.mura_dir, "Folder holding MURA-v1.1/ (or MURA-v1.1/ itself): the manual download.")
 flags.DEFINE_float("synthetic_scale", _D.synthetic_scale,
@@ -62,6 +63,9 @@ flags.DEFINE_string("backbone_weights", _D.backbone_weights,
                     "none, imagenet (downloaded by Keras; needs internet) or a path to a local weights file.")
 flags.DEFINE_integer("resnet_depth", _D.resnet_depth, "Depth of ResNet: 18, 34, 50, 101, 152 or 200.")
 flags.DEFINE_float("width_multiplier", _D.width_multiplier, "Multiplier of the ResNet's channel widths.")
+flags.DEFINE_float("sk_ratio", _D.sk_ratio, "If it is bigger than 0, it will enable SK (SimCLRv2's selective kernels "
+                   "and ResNet-D stem and shortcuts). Recommendation: 0.0625.")
+flags.DEFINE_float("se_ratio", _D.se_ratio, "If it is bigger than 0, it will enable SE (squeeze-excitation).")
 flags.DEFINE_float("batch_norm_decay", _D.batch_norm_decay, "Batch norm decay (momentum) parameter.")
 flags.DEFINE_bool("global_bn", _D.global_bn, "Aggregate batch norm statistics across replicas.")
 flags.DEFINE_enum("proj_head_mode", _D.proj_head_mode, CHOICES["proj_head_mode"], "Projection head mode.")
@@ -80,7 +84,8 @@ flags.DEFINE_bool("lineareval_while_pretraining", _D.lineareval_while_pretrainin
 flags.DEFINE_float("temperature", _D.temperature, "Temperature of the contrastive loss.")
 flags.DEFINE_bool("hidden_norm", _D.hidden_norm, "L2-normalise the projections in the contrastive loss.")
 flags.DEFINE_enum("class_weight", _D.class_weight, CHOICES["class_weight"],
-                  "balanced: the MURA paper's w_abnormal = N/(A+N), w_normal = A/(A+N) from the training split.")
+                  "balanced: the MURA paper's w_abnormal = N/(A+N), w_normal = A/(A+N) per study type of the training "
+                  "split.")
 
 # --- optimisation ---------------------------------------------------------------------------------------------------
 flags.DEFINE_enum("optimizer", _D.optimizer, CHOICES["optimizer"], "Optimizer.")
@@ -111,6 +116,12 @@ flags.DEFINE_enum("strategy", _D.strategy, CHOICES["strategy"],
 flags.DEFINE_integer("cpu_replicas", _D.cpu_replicas, "> 1 splits the CPU into this many logical devices.")
 flags.DEFINE_bool("use_tpu", _D.use_tpu, "Whether to run on TPU.")
 flags.DEFINE_string("tpu_name", _D.tpu_name, "The Cloud TPU to use (name or grpc:// address).")
+flags.DEFINE_string("tpu_zone", _D.tpu_zone, "[Optional] GCE zone of the Cloud TPU (SimCLR's flag; detected from the "
+                    "GCE metadata when unset).")
+flags.DEFINE_string("gcp_project", _D.gcp_project, "[Optional] Project of the Cloud TPU (SimCLR's flag; detected from "
+                    "the GCE metadata when unset).")
+flags.DEFINE_string("master", _D.master, "Address/name of the TensorFlow master (SimCLR's flag): the TPU to use when "
+                    "--tpu_name is unset.")
 flags.DEFINE_enum("mixed_precision", _D.mixed_precision, CHOICES["mixed_precision"],
                   "Keras mixed-precision policy.")
 flags.DEFINE_bool("jit_compile", _D.jit_compile, "Compile the train step with XLA.")

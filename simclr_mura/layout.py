@@ -102,6 +102,8 @@ class RunDir:
     return self.join(self.LOG)
 
   def is_run(self) -> bool:
-    """Whether the folder holds a run (a result, its flags or its summaries), on the local filesystem."""
-    return os.path.isdir(self.path) and any(
-        os.path.exists(self.join(name)) for name in (self.RESULT, self.FLAGS, self.TRAIN, self.EVAL))
+    """Whether the folder holds a run (a result, its flags or its summaries), on any tf.io.gfile filesystem."""
+    import tensorflow as tf  # lazy: the names above need no TensorFlow
+
+    return tf.io.gfile.isdir(self.path) and any(
+        tf.io.gfile.exists(self.join(name)) for name in (self.RESULT, self.FLAGS, self.TRAIN, self.EVAL))

@@ -25,14 +25,20 @@ def new_figure(width: float = 6.4, height: float = 4.8) -> Figure:
 def figure_to_png(fig: Figure) -> bytes:
   """The figure rendered as PNG bytes."""
   buf = io.BytesIO()
-  fig.savefig(buf, format="png", bbox_inches="tight")
+  fig.savefig(buf, format="png")  # the constrained layout already fits the labels (bbox_inches="tight" renders twice)
   return buf.getvalue()
 
 
 def save_figure(fig: Figure, path: str) -> str:
-  """Writes the figure as a PNG file (parent folders are created) and returns the path."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.savefig(path, format="png", bbox_inches="tight")
+  """Writes the figure as a PNG file (parent folders are created) and returns the path; through tf.io.gfile, so
+  the path may be on any filesystem TensorFlow reaches (gs://...)."""
+  import tensorflow as tf  # lazy: plotting alone does not need TensorFlow
+
+  folder = os.path.dirname(path)
+  if folder:
+    tf.io.gfile.makedirs(folder)
+  with tf.io.gfile.GFile(path, "wb") as f:
+    f.write(figure_to_png(fig))
   return path
 
 

@@ -6,13 +6,14 @@ images get one message each; the others are still scored.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 
 import numpy as np
 import pandas as pd
+
+from simclr_mura.errors import ArgumentParser, UserError, exit_with
 
 from simclr_mura.layout import RunDir
 
@@ -42,9 +43,9 @@ def predict_paths(model_dir: str, paths: list[str], threshold: float | None = No
   from simclr_mura.training.export import PREPROCESSING_FILE
 
   export_dir = RunDir(model_dir).export_dir
-  if not os.path.isfile(os.path.join(export_dir, "saved_model.pb")):
+  if not tf.io.gfile.exists(os.path.join(export_dir, "saved_model.pb")):
     raise FileNotFoundError(f"{export_dir} holds no exported model; train with --model_dir={model_dir} first")
-  with open(os.path.join(export_dir, PREPROCESSING_FILE)) as f:
+  with tf.io.gfile.GFile(os.path.join(export_dir, PREPROCESSING_FILE)) as f:
     prep = json.load(f)
   size = int(prep["image_size"])
   # Exports made before `center_crop` was recorded applied the same rule (augment.eval_crops) when evaluated.
@@ -76,17 +77,26 @@ def predict_paths(model_dir: str, paths: list[str], threshold: float | None = No
 
 
 def run(argv: list[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(prog="python -m simclr_mura.predict", description=__doc__.splitlines()[0])
+  parser = ArgumentParser(prog="python -m simclr_mura.predict", description=__doc__.splitlines()[0])
   parser.add_argument("--model_dir", required=True, help="a finished run's model_dir (holding export/)")
   parser.add_argument("--out", help="also write the predictions to this CSV file")
   parser.add_argument("--threshold", type=float, help="decision threshold (default: the run's)")
   parser.add_argument("paths", nargs="+", metavar="PATH", help="PNG images or study folders")
   args = parser.parse_args(argv)
+  if args.threshold is not None and not 0 <= args.threshold <= 1:
+    parser.error(f"--threshold={args.threshold:g} is out of range; accepted: 0 to 1")
+  import tensorflow as tf  # lazy: --help needs no TensorFlow
+
+  if not tf.io.gfile.isdir(args.model_dir):
+    parser.error(f"--model_dir={args.model_dir} is not a folder; accepted: a finished run's model_dir (holding "
+                 "export/)")
+  missing = [p for p in args.paths if not os.path.exists(p)]
+  if missing:
+    parser.error(f"no such file or folder: {missing[0]}; accepted: PNG images or study folders")
   try:
     per_image, per_study, errors = predict_paths(args.model_dir, args.paths, args.threshold)
   except FileNotFoundError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+    exit_with(parser.prog, UserError(str(e)))
   for message in errors:
     print(f"error: {message}", file=sys.stderr)
   if len(per_image):

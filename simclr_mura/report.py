@@ -4,12 +4,12 @@
 """
 from __future__ import annotations
 
-import argparse
 import importlib
 import os
 import sys
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
+from simclr_mura.errors import ArgumentParser
 from simclr_mura.study import collect
 from simclr_mura.study.report import build_report
 
@@ -32,14 +32,14 @@ def _load_hook(module: str, attr: str) -> Tuple[Optional[Callable], Optional[str
 
 def run(argv: Optional[Sequence[str]] = None) -> int:
   """`python -m simclr_mura.report --study=DIR [--out=DIR]`: builds the report and prints the table."""
-  parser = argparse.ArgumentParser(prog="simclr-mura-report", description=__doc__.split("\n\n")[0])
+  parser = ArgumentParser(prog="simclr-mura-report", description=__doc__.split("\n\n")[0])
   parser.add_argument("--study", required=True, help="the study folder (<study>/<part>/<arm>/)")
   parser.add_argument("--out", default=None, help="where to write the report (default <study>/report)")
   parser.add_argument("--skip_explore", action="store_true", help="skip the data-exploration section")
   parser.add_argument("--skip_gradcam", action="store_true", help="skip the Grad-CAM section")
   args = parser.parse_args(argv)
   if not os.path.isdir(args.study):
-    parser.error(f"--study={args.study}: no such folder")
+    parser.error(f"--study={args.study}: no such folder; accepted: a study folder (<study>/<part>/<arm>/)")
   reasons: Dict[str, str] = {}
   explore_fn = gradcam_fn = None
   if args.skip_explore:

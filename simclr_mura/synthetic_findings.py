@@ -9,13 +9,13 @@ model learned metal hardware but not fractures. Only for `mura_synthetic` trees 
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from simclr_mura.errors import ArgumentParser
 from simclr_mura.datasets.synthetic import finding_of
 from simclr_mura.training.metrics import study_level
 from simclr_mura.training.results import read_predictions
@@ -43,7 +43,7 @@ def finding_table(predictions: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
 
 
 def run(argv: list[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(prog="python -m simclr_mura.synthetic_findings", description=__doc__.split("\n")[0])
+  parser = ArgumentParser(prog="python -m simclr_mura.synthetic_findings", description=__doc__.split("\n")[0])
   parser.add_argument("predictions", nargs="+", help="predictions_<split>.csv files of mura_synthetic runs")
   parser.add_argument("--seed", type=int, default=0, help="the mura_synthetic generation seed (default 0)")
   args = parser.parse_args(sys.argv[1:] if argv is None else argv)

@@ -3,6 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
 from simclr_mura.data import augment, input_pipeline
 from simclr_mura.training import evaluation
@@ -170,3 +171,21 @@ def test_pretraining_batches_are_a_pair_of_view_batches():
   # flip, colour jitter and blur, and clips.
   out = input_pipeline.device_augment(tf.concat([view1, view2], 0), config, pretrain=True).numpy()
   assert out.shape == (6, 32, 32, 1) and out.min() >= 0.0 and out.max() <= 1.0
+
+
+@pytest.mark.parametrize("split", ["train", "train[:10%]", "train[:50%]+validation"])
+def test_workers_read_disjoint_shares_that_cover_the_split(synthetic_data_dir, split):
+  """Multi-worker input: each of two input pipelines (what each worker's input_fn gets) reads its own share; together
+  they read every image of the split once."""
+  builder = input_pipeline.load_builder(Config(dataset="mura_synthetic/elbow", data_dir=synthetic_data_dir,
+                                               model_dir="unused"))
+
+  def ids(share):
+    ds = builder.as_dataset(split=share, decoders={"image": tfds.decode.SkipDecoding()})
+    return [x.decode() for x in ds.map(lambda e: e["image_id"]).as_numpy_iterator()]
+
+  seen = [ids(input_pipeline.worker_split(split, tf.distribute.InputContext(2, i, 2))) for i in range(2)]
+  assert not set(seen[0]) & set(seen[1])
+  assert sorted(seen[0] + seen[1]) == sorted(ids(split))
+  assert input_pipeline.worker_split(split, None) == split
+  assert input_pipeline.worker_split(split, tf.distribute.InputContext(1, 0, 1)) == split

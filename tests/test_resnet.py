@@ -164,3 +164,40 @@ def test_checkpoint_holds_every_variable(tmp_path):
 def test_invalid_depth_raises():
   with pytest.raises(ValueError, match="accepted"):
     resnet_lib.resnet(42, 1.0)
+
+
+# SimCLRv2's published checkpoints (google-research/simclr README, Table 1 of arXiv:2006.10029), "Param (M)" of the
+# encoder: ResNet-50 1x 24, 1x+SK 35, 2x 94, 2x+SK 140 (SK: --sk_ratio=0.0625, SimCLR's recommendation).
+@pytest.mark.parametrize("width, sk_ratio, millions", [(1.0, 0.0625, 35), (2.0, 0.0, 94), (2.0, 0.0625, 140)])
+def test_sk_resnet50_parameter_counts_match_simclrv2(width, sk_ratio, millions):
+  encoder = _built(50, width, input_channels=3, sk_ratio=sk_ratio)
+  assert round(_count(encoder.trainable_variables) / 1e6) == millions
+
+
+def test_sk_replaces_the_3x3_conv_and_uses_resnet_d_stem_and_shortcuts():
+  encoder = _built(50, 0.25, size=64, sk_ratio=0.0625)
+  block = encoder.block_group2.block_1
+  assert isinstance(block.sk_conv2d, resnet_lib.SelectiveKernelConv2D) and not hasattr(block, "conv2d_2")
+  assert block.sk_conv2d.conv2d.kernel.shape == (3, 3, 32, 64)  # two 3x3 streams of 32 filters in one conv
+  assert block.sk_conv2d.mix_conv2d_1.kernel.shape == (1, 1, 32, 32)  # max(32 * 0.0625, 32) = 32
+  assert block.shortcut_pool is not None and block.shortcut_conv2d.strides == (1, 1)  # ResNet-D: pool, then 1x1/1
+  assert encoder.stem.deep and encoder.stem.deep_conv2d_1.kernel.shape == (3, 3, 1, 8)
+  assert encoder.stem.conv2d.kernel.shape == (3, 3, 8, 16)
+  images = tf.random.normal([2, 64, 64, 1])
+  assert encoder(images, training=True).shape == (2, encoder.output_dim)
+  plain = _built(50, 0.25, size=64)
+  assert encoder(images).shape == plain(images).shape
+
+
+@pytest.mark.parametrize("depth", [18, 50])
+def test_se_adds_a_squeeze_excitation_per_block(depth):
+  plain, se = _built(depth, 0.25), _built(depth, 0.25, se_ratio=0.25)
+  blocks = sum(len(g.blocks) for g in se.block_groups)
+  # Each block gains a reduce and an expand 1x1 conv, each with a bias: 4 variables.
+  assert len(se.trainable_variables) == len(plain.trainable_variables) + 4 * blocks
+  block = se.block_group1.block_1
+  filters = resnet_lib.scaled_filters(64, 0.25)
+  out = filters * (4 if depth == 50 else 1)
+  assert block.se.reduce_conv2d.kernel.shape == (1, 1, out, max(1, int(filters * 0.25)))
+  assert block.se.expand_conv2d.kernel.shape == (1, 1, max(1, int(filters * 0.25)), out)
+  assert se(tf.zeros([2, 32, 32, 1])).shape == plain(tf.zeros([2, 32, 32, 1])).shape

@@ -186,7 +186,8 @@ def test_rerun_skips_finished_arms_and_resumes_an_interrupted_one(tiny_study, sy
 def test_bad_arguments_get_a_usage_message(args, message):
   proc = _study(*args, timeout=120)
   assert proc.returncode == 2
-  assert "usage: ./run.sh" in proc.stderr and message in proc.stderr
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("./run.sh: error: ") and message in lines[0], proc.stderr
 
 
 def test_arm_commands_name_every_arm_and_its_inputs():

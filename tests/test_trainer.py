@@ -147,3 +147,17 @@ def test_bad_flags_stop_before_training_with_one_line(synthetic_data_dir, tmp_pa
   errors = [line for line in proc.stderr.splitlines() if line.startswith("simclr_mura: error:")]
   assert len(errors) == 1 and message in errors[0], proc.stderr[-2000:]
   assert tf.train.latest_checkpoint(model_dir) is None
+
+
+def test_tpu_flags_reach_the_cluster_resolver_as_in_simclr(monkeypatch):
+  """SimCLR tf2/run.py: TPUClusterResolver(tpu_name, zone=tpu_zone, project=gcp_project), else TPUClusterResolver(master)."""
+  from simclr_mura import flags as trainer_flags
+  from simclr_mura.training import distribute
+  calls = []
+  monkeypatch.setattr(tf.distribute.cluster_resolver, "TPUClusterResolver", lambda *a, **k: calls.append((a, k)))
+  config = trainer_flags.config_from_argv(["--model_dir=unused", "--use_tpu", "--tpu_name=my-tpu", "--tpu_zone=us-c1",
+                                           "--gcp_project=proj"])
+  distribute.tpu_cluster_resolver(config)
+  assert calls == [(("my-tpu",), {"zone": "us-c1", "project": "proj"})]
+  distribute.tpu_cluster_resolver(trainer_flags.config_from_argv(["--model_dir=unused", "--master=grpc://10.0.0.2:8470"]))
+  assert calls[-1] == (("grpc://10.0.0.2:8470",), {})

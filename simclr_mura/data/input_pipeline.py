@@ -91,6 +91,16 @@ def _maybe_shard(ds: tf.data.Dataset, input_context: tf.distribute.InputContext 
   return ds
 
 
+def worker_split(split: str, input_context: tf.distribute.InputContext | None):
+  """The share of `split` one input pipeline reads: with several (a multi-worker run), TFDS's `even_splits` cuts the
+  split into disjoint, exact slices by example index, so over an epoch the workers together read every image once,
+  whatever the number of files and whatever order the reads finish in (an example-level `shard` of a non-deterministic
+  read can give two workers the same image and none another)."""
+  if input_context is None or input_context.num_input_pipelines <= 1:
+    return split
+  return tfds.even_splits(split, input_context.num_input_pipelines)[input_context.input_pipeline_id]
+
+
 def train_view(config: Config, pretrain: bool) -> Callable[[tf.Tensor], tf.Tensor]:
   """One training view of an [H, W, 1] image as the trainer makes it on the host: the crop (per --train_crop) and
   the optional rotation/shift; `device_augment` adds the rest in the train step."""
@@ -180,9 +190,9 @@ def train_input_fn(builder: tfds.core.DatasetBuilder, config: Config, split: str
   def input_fn(input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
     batch = input_context.get_per_replica_batch_size(global_batch_size) if input_context else global_batch_size
     read_config = tfds.ReadConfig(shuffle_seed=seed, try_autocache=False)
-    ds = builder.as_dataset(split=split, shuffle_files=True, read_config=read_config,
+    ds = builder.as_dataset(split=worker_split(split, input_context), shuffle_files=True, read_config=read_config,
                             decoders={"image": tfds.decode.SkipDecoding()} if decode_late else None)
-    ds = _maybe_shard(ds, input_context).map(keep)
+    ds = ds.map(keep)
     if config.cache_dataset:
       ds = ds.cache()
     options = tf.data.Options()

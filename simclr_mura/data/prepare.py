@@ -2,7 +2,10 @@
 and the trainer's first use of a dataset."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+from typing import Iterator
 
 import tensorflow_datasets as tfds
 
@@ -40,9 +43,31 @@ def prepare(dataset: str, data_dir: str | None = None, mura_dir: str | None = No
     raise ValueError(f"a size (scale) applies to mura_synthetic only, not to {dataset!r}: MURA has one size")
   kwargs = {"scale": scale} if scale is not None else {}
   builder = tfds.builder(dataset, data_dir=data_dir, **kwargs)
-  if not builder.is_prepared():
-    config = None
-    if mura_dir and name == "mura":
-      config = tfds.download.DownloadConfig(manual_dir=os.path.abspath(os.path.expanduser(mura_dir)))
-    builder.download_and_prepare(download_config=config)
+  if builder.is_prepared():
+    return builder
+  with _exclusive(builder.data_dir):  # another process (an arm of the study beside this one) may be building it
+    builder = tfds.builder(dataset, data_dir=data_dir, **kwargs)
+    if not builder.is_prepared():
+      config = None
+      if mura_dir and name == "mura":
+        config = tfds.download.DownloadConfig(manual_dir=os.path.abspath(os.path.expanduser(mura_dir)))
+      builder.download_and_prepare(download_config=config)
   return builder
+
+
+@contextlib.contextmanager
+def _exclusive(dataset_dir: str) -> Iterator[None]:
+  """Holds an exclusive lock on a local dataset folder's lock file while it is built, so processes that need the
+  same dataset build it once and the others wait and read it. Object stores (gs://) have no file locks: there the
+  callers must not build one dataset twice at once (prepare it first)."""
+  if "://" in dataset_dir:
+    yield
+    return
+  parent = os.path.dirname(os.path.normpath(dataset_dir))
+  os.makedirs(parent, exist_ok=True)
+  with open(os.path.join(parent, f".{os.path.basename(os.path.normpath(dataset_dir))}.lock"), "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(lock, fcntl.LOCK_UN)

@@ -17,12 +17,12 @@ import keras
 import tensorflow as tf
 
 from simclr_mura.models import resnet as resnet_lib
-from simclr_mura.config import CHOICES, Config
+from simclr_mura import config as config_lib
+from simclr_mura.config import CHOICES, DENSENET_FINE_TUNE_AFTER_BLOCK_VALUES, Config
 
 PROJ_HEAD_MODES = CHOICES["proj_head_mode"]
 BACKBONES = CHOICES["backbone"]
 TRAIN_MODES = CHOICES["train_mode"]
-DENSENET_FINE_TUNE_AFTER_BLOCK_VALUES = (-1, 4)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # keras.applications.densenet preprocess_input ("torch" mode)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 _BUILD_SIZE_RESNET = 32  # ResNet variables do not depend on the image size, so build with a tiny dummy batch.
@@ -178,43 +178,12 @@ class ProjectionHead(keras.layers.Layer):
     return hiddens
 
 
-def validate_config(cfg: Config) -> None:
-  """Raises ValueError (one line, naming the accepted values) for model settings that cannot work."""
-  if cfg.train_mode not in TRAIN_MODES:
-    raise ValueError(f"train_mode={cfg.train_mode!r} is not valid; accepted: {', '.join(TRAIN_MODES)}")
-  if cfg.backbone not in BACKBONES:
-    raise ValueError(f"backbone={cfg.backbone!r} is not valid; accepted: {list(BACKBONES)}")
-  if cfg.proj_head_mode not in PROJ_HEAD_MODES:
-    raise ValueError(f"proj_head_mode={cfg.proj_head_mode!r} is not valid; accepted: {list(PROJ_HEAD_MODES)}")
-  total = {"none": 0, "linear": 1, "nonlinear": cfg.num_proj_layers}[cfg.proj_head_mode]
-  if cfg.proj_head_mode == "nonlinear" and cfg.num_proj_layers < 1:
-    raise ValueError(f"num_proj_layers={cfg.num_proj_layers} must be >= 1 with proj_head_mode=nonlinear")
-  if not 0 <= cfg.ft_proj_selector <= total:
-    raise ValueError(f"ft_proj_selector={cfg.ft_proj_selector} is not valid with proj_head_mode={cfg.proj_head_mode} "
-                     f"and num_proj_layers={cfg.num_proj_layers}; accepted: 0..{total}")
-  if cfg.backbone == "resnet":
-    if cfg.resnet_depth not in resnet_lib.BLOCK_SPECS:
-      raise ValueError(f"resnet_depth={cfg.resnet_depth} is not valid; accepted: {sorted(resnet_lib.BLOCK_SPECS)}")
-    if cfg.backbone_weights != "none":
-      raise ValueError(f"backbone_weights={cfg.backbone_weights!r} needs backbone=densenet169; a ResNet starts from "
-                       "scratch (backbone_weights=none) or from a SimCLR checkpoint (--checkpoint)")
-    accepted = resnet_lib.FINE_TUNE_AFTER_BLOCK_VALUES
-  else:
-    accepted = DENSENET_FINE_TUNE_AFTER_BLOCK_VALUES
-  if cfg.fine_tune_after_block not in accepted:
-    raise ValueError(f"fine_tune_after_block={cfg.fine_tune_after_block} is not valid with backbone={cfg.backbone}; "
-                     f"accepted: {list(accepted)}")
-  if cfg.train_mode == "pretrain" and cfg.fine_tune_after_block > -1:
-    # SimCLR Model.__call__: "Does not support layer freezing during pretraining".
-    raise ValueError(f"fine_tune_after_block={cfg.fine_tune_after_block} freezes layers, which pretraining does not "
-                     "support; accepted with train_mode=pretrain: -1")
-
-
 def build_encoder(cfg: Config) -> keras.layers.Layer:
   """The backbone named by cfg.backbone (variables not yet created for the ResNet)."""
   if cfg.backbone == "resnet":
     return resnet_lib.resnet(cfg.resnet_depth, cfg.width_multiplier, batch_norm_decay=cfg.batch_norm_decay,
-                             global_bn=cfg.global_bn, cifar_stem=cfg.image_size <= 32, name="resnet")
+                             global_bn=cfg.global_bn, cifar_stem=cfg.image_size <= 32, sk_ratio=cfg.sk_ratio,
+                             se_ratio=cfg.se_ratio, name="resnet")
   weights = {"none": None, "imagenet": "imagenet"}.get(cfg.backbone_weights, cfg.backbone_weights)
   return DenseNetEncoder(cfg.image_size, weights=weights, name="densenet169")
 
@@ -233,7 +202,7 @@ class SimCLRModel(keras.Model):
   def __init__(self, cfg: Config, **kwargs):
     kwargs.setdefault("name", "simclr_model")
     super().__init__(**kwargs)
-    validate_config(cfg)
+    config_lib.validate_model(cfg)
     self.cfg = cfg
     self.train_mode = cfg.train_mode
     self.ft_proj_selector = cfg.ft_proj_selector

@@ -115,13 +115,74 @@ class Conv2DFixedPadding(keras.layers.Conv2D):
     return config
 
 
-class _Block(keras.layers.Layer):
-  """What both SimCLR block types share: the projection shortcut (1x1 conv + BN) of a group's first block."""
+class SelectiveKernelConv2D(keras.layers.Layer):
+  """SimCLRv2's SK_Conv2D (selective kernels, Li et al. 2019, arXiv:1903.06586), replacing a bottleneck's 3x3 conv
+  and its BN-ReLU when --sk_ratio > 0: two 3x3 streams (one conv of 2·filters, BN-ReLU, split), mixed per channel by
+  a softmax over the streams of weights computed from their pooled sum (1x1 conv to max(filters·sk_ratio, 32), BN-ReLU,
+  1x1 conv to 2·filters)."""
 
-  def __init__(self, shortcut_filters: int, strides: int, use_projection: bool, bn: dict, **kwargs):
+  def __init__(self, filters: int, strides: int, sk_ratio: float, bn: dict, min_dim: int = 32, **kwargs):
     super().__init__(**kwargs)
-    self.shortcut_conv2d = (Conv2DFixedPadding(shortcut_filters, 1, strides, name="shortcut_conv2d")
-                            if use_projection else None)
+    self.conv2d = Conv2DFixedPadding(2 * filters, 3, strides, name="conv2d")
+    self.batch_norm = batch_norm("batch_norm", **bn)
+    self.mix_conv2d_1 = keras.layers.Conv2D(max(int(filters * sk_ratio), min_dim), 1, use_bias=False,
+                                            kernel_initializer=keras.initializers.VarianceScaling(),
+                                            name="mix_conv2d_1")
+    self.mix_batch_norm = batch_norm("mix_batch_norm", **bn)
+    self.mix_conv2d_2 = keras.layers.Conv2D(2 * filters, 1, use_bias=False,
+                                            kernel_initializer=keras.initializers.VarianceScaling(),
+                                            name="mix_conv2d_2")
+
+  def build(self, input_shape):
+    self.built = True
+
+  def call(self, inputs, training=None):
+    streams = tf.stack(tf.split(tf.nn.relu(self.batch_norm(self.conv2d(inputs), training=training)), 2, axis=-1))
+    pooled = tf.reduce_mean(tf.reduce_sum(streams, axis=0), axis=[1, 2], keepdims=True)
+    mix = self.mix_conv2d_2(tf.nn.relu(self.mix_batch_norm(self.mix_conv2d_1(pooled), training=training)))
+    weights = tf.nn.softmax(tf.stack(tf.split(mix, 2, axis=-1)), axis=0)
+    return tf.reduce_sum(streams * weights, axis=0)
+
+
+class SqueezeExcitation(keras.layers.Layer):
+  """SimCLRv2's SE_Layer (Hu et al. 2018, arXiv:1709.01507) at the end of a block's residual branch when --se_ratio >
+  0: channel weights sigmoid(expand(relu(reduce(mean over space)))), reduce to max(1, filters·se_ratio) channels with
+  `filters` the block's base width, expand back to the branch's channels; both 1x1 convs with biases."""
+
+  def __init__(self, filters: int, se_ratio: float, **kwargs):
+    super().__init__(**kwargs)
+    self.reduced = max(1, int(filters * se_ratio))
+    self.reduce_conv2d = keras.layers.Conv2D(self.reduced, 1, padding="same", use_bias=True,
+                                             kernel_initializer=keras.initializers.VarianceScaling(),
+                                             name="reduce_conv2d")
+    self.expand_conv2d = None
+
+  def build(self, input_shape):
+    self.expand_conv2d = keras.layers.Conv2D(int(input_shape[-1]), 1, padding="same", use_bias=True,
+                                             kernel_initializer=keras.initializers.VarianceScaling(),
+                                             name="expand_conv2d")
+    self.built = True
+
+  def call(self, inputs):
+    squeezed = tf.reduce_mean(inputs, axis=[1, 2], keepdims=True)
+    return tf.sigmoid(self.expand_conv2d(tf.nn.relu(self.reduce_conv2d(squeezed)))) * inputs
+
+
+class _Block(keras.layers.Layer):
+  """What both SimCLR block types share: the projection shortcut of a group's first block (1x1 conv + BN; with
+  --sk_ratio > 0 SimCLRv2's ResNet-D shortcut, arXiv:1812.01187: 2x2 average pooling with the stride, then the 1x1
+  conv at stride 1) and the optional squeeze-excitation."""
+
+  def __init__(self, shortcut_filters: int, strides: int, use_projection: bool, bn: dict, sk_ratio: float = 0.0,
+               **kwargs):
+    super().__init__(**kwargs)
+    resnet_d = use_projection and sk_ratio > 0
+    self.shortcut_pool = keras.layers.AveragePooling2D(
+        pool_size=2, strides=strides, padding="same" if strides == 1 else "valid",
+        name="shortcut_avg_pool") if resnet_d else None
+    self.shortcut_pad = resnet_d and strides > 1  # SimCLR FixedPadding(2): one row and column after
+    self.shortcut_conv2d = (Conv2DFixedPadding(shortcut_filters, 1, 1 if resnet_d else strides,
+                                               name="shortcut_conv2d") if use_projection else None)
     self.shortcut_batch_norm = batch_norm("shortcut_batch_norm", **bn) if use_projection else None
 
   def build(self, input_shape):
@@ -131,6 +192,10 @@ class _Block(keras.layers.Layer):
   def shortcut(self, inputs, training=None):
     if self.shortcut_conv2d is None:
       return inputs
+    if self.shortcut_pool is not None:
+      if self.shortcut_pad:
+        inputs = tf.pad(inputs, [[0, 0], [0, 1], [0, 1], [0, 0]])
+      inputs = self.shortcut_pool(inputs)
     return self.shortcut_batch_norm(self.shortcut_conv2d(inputs), training=training)
 
 
@@ -138,18 +203,21 @@ class ResidualBlock(_Block):
   """SimCLR ResidualBlock (ResNet-18/34): two 3x3 convs; last BN gamma starts at zero."""
 
   def __init__(self, filters: int, strides: int, use_projection: bool, batch_norm_decay: float = 0.9,
-               global_bn: bool = True, **kwargs):
+               global_bn: bool = True, sk_ratio: float = 0.0, se_ratio: float = 0.0, **kwargs):
     bn = dict(batch_norm_decay=batch_norm_decay, global_bn=global_bn)
-    super().__init__(filters, strides, use_projection, bn, **kwargs)
+    super().__init__(filters, strides, use_projection, bn, sk_ratio=sk_ratio, **kwargs)
     self.conv2d_1 = Conv2DFixedPadding(filters, 3, strides, name="conv2d_1")
     self.batch_norm_1 = batch_norm("batch_norm_1", **bn)
     self.conv2d_2 = Conv2DFixedPadding(filters, 3, 1, name="conv2d_2")
     self.batch_norm_2 = batch_norm("batch_norm_2", init_zero=True, **bn)
+    self.se = SqueezeExcitation(filters, se_ratio, name="se") if se_ratio > 0 else None
 
   def call(self, inputs, training=None):
     shortcut = self.shortcut(inputs, training=training)  # first, as SimCLR (and the variables' creation order)
     x = tf.nn.relu(self.batch_norm_1(self.conv2d_1(inputs), training=training))
     x = self.batch_norm_2(self.conv2d_2(x), training=training)
+    if self.se is not None:
+      x = self.se(x)
     return tf.nn.relu(x + shortcut)
 
 
@@ -157,22 +225,32 @@ class BottleneckBlock(_Block):
   """SimCLR BottleneckBlock (ResNet-50+): 1x1, 3x3 (strided), 1x1 x4; last BN gamma starts at zero."""
 
   def __init__(self, filters: int, strides: int, use_projection: bool, batch_norm_decay: float = 0.9,
-               global_bn: bool = True, **kwargs):
+               global_bn: bool = True, sk_ratio: float = 0.0, se_ratio: float = 0.0, **kwargs):
     bn = dict(batch_norm_decay=batch_norm_decay, global_bn=global_bn)
     out = BOTTLENECK_EXPANSION * filters
-    super().__init__(out, strides, use_projection, bn, **kwargs)
+    super().__init__(out, strides, use_projection, bn, sk_ratio=sk_ratio, **kwargs)
     self.conv2d_1 = Conv2DFixedPadding(filters, 1, 1, name="conv2d_1")
     self.batch_norm_1 = batch_norm("batch_norm_1", **bn)
-    self.conv2d_2 = Conv2DFixedPadding(filters, 3, strides, name="conv2d_2")
-    self.batch_norm_2 = batch_norm("batch_norm_2", **bn)
+    if sk_ratio > 0:  # SimCLRv2: the 3x3 conv and its BN-ReLU become a selective-kernel conv
+      self.sk_conv2d = SelectiveKernelConv2D(filters, strides, sk_ratio, bn, name="sk_conv2d")
+    else:
+      self.sk_conv2d = None
+      self.conv2d_2 = Conv2DFixedPadding(filters, 3, strides, name="conv2d_2")
+      self.batch_norm_2 = batch_norm("batch_norm_2", **bn)
     self.conv2d_3 = Conv2DFixedPadding(out, 1, 1, name="conv2d_3")
     self.batch_norm_3 = batch_norm("batch_norm_3", init_zero=True, **bn)
+    self.se = SqueezeExcitation(filters, se_ratio, name="se") if se_ratio > 0 else None
 
   def call(self, inputs, training=None):
     shortcut = self.shortcut(inputs, training=training)  # first, as SimCLR (and the variables' creation order)
     x = tf.nn.relu(self.batch_norm_1(self.conv2d_1(inputs), training=training))
-    x = tf.nn.relu(self.batch_norm_2(self.conv2d_2(x), training=training))
+    if self.sk_conv2d is not None:
+      x = self.sk_conv2d(x, training=training)
+    else:
+      x = tf.nn.relu(self.batch_norm_2(self.conv2d_2(x), training=training))
     x = self.batch_norm_3(self.conv2d_3(x), training=training)
+    if self.se is not None:
+      x = self.se(x)
     return tf.nn.relu(x + shortcut)
 
 
@@ -180,7 +258,7 @@ class BlockGroup(keras.layers.Layer):
   """SimCLR BlockGroup: `num_blocks` blocks, the first strided and with a projection shortcut."""
 
   def __init__(self, block_type: str, filters: int, num_blocks: int, strides: int, batch_norm_decay: float = 0.9,
-               global_bn: bool = True, **kwargs):
+               global_bn: bool = True, sk_ratio: float = 0.0, se_ratio: float = 0.0, **kwargs):
     super().__init__(**kwargs)
     block_cls = BottleneckBlock if block_type == "bottleneck" else ResidualBlock
     self.num_blocks = num_blocks
@@ -188,7 +266,7 @@ class BlockGroup(keras.layers.Layer):
     for i in range(num_blocks):
       setattr(self, f"block_{i + 1}", block_cls(
           filters, strides if i == 0 else 1, use_projection=(i == 0), batch_norm_decay=batch_norm_decay,
-          global_bn=global_bn, name=f"block_{i + 1}"))
+          global_bn=global_bn, sk_ratio=sk_ratio, se_ratio=se_ratio, name=f"block_{i + 1}"))
 
   @property
   def blocks(self) -> List[keras.layers.Layer]:
@@ -206,13 +284,23 @@ class BlockGroup(keras.layers.Layer):
 
 
 class Stem(keras.layers.Layer):
-  """SimCLR initial_conv_relu_max_pool: 7x7/2 conv, BN-ReLU, 3x3/2 max-pool; cifar stem: 3x3/1 conv, BN-ReLU."""
+  """SimCLR initial_conv_relu_max_pool: 7x7/2 conv, BN-ReLU, 3x3/2 max-pool; cifar stem: 3x3/1 conv, BN-ReLU.
+  With --sk_ratio > 0 (SimCLRv2's ResNet-D deep stem) the 7x7/2 conv becomes three 3x3 convs (/2 with filters/2,
+  BN-ReLU, /1 with filters/2, BN-ReLU, /1 with filters)."""
 
   def __init__(self, filters: int, cifar_stem: bool = False, batch_norm_decay: float = 0.9, global_bn: bool = True,
-               **kwargs):
+               deep: bool = False, half_filters: int | None = None, **kwargs):
     super().__init__(**kwargs)
     self.cifar_stem = cifar_stem
-    self.conv2d = Conv2DFixedPadding(filters, 3 if cifar_stem else 7, 1 if cifar_stem else 2, name="conv2d")
+    bn = dict(batch_norm_decay=batch_norm_decay, global_bn=global_bn)
+    self.deep = deep and not cifar_stem
+    if self.deep:
+      self.deep_conv2d_1 = Conv2DFixedPadding(half_filters, 3, 2, name="deep_conv2d_1")
+      self.deep_batch_norm_1 = batch_norm("deep_batch_norm_1", **bn)
+      self.deep_conv2d_2 = Conv2DFixedPadding(half_filters, 3, 1, name="deep_conv2d_2")
+      self.deep_batch_norm_2 = batch_norm("deep_batch_norm_2", **bn)
+    self.conv2d = Conv2DFixedPadding(filters, 3 if cifar_stem or self.deep else 7,
+                                     1 if cifar_stem or self.deep else 2, name="conv2d")
     self.batch_norm = batch_norm("batch_norm", batch_norm_decay=batch_norm_decay, global_bn=global_bn)
     self.max_pool = None if cifar_stem else keras.layers.MaxPooling2D(
         pool_size=3, strides=2, padding="same", name="max_pool")
@@ -222,6 +310,9 @@ class Stem(keras.layers.Layer):
     self.built = True
 
   def call(self, inputs, training=None):
+    if self.deep:
+      inputs = tf.nn.relu(self.deep_batch_norm_1(self.deep_conv2d_1(inputs), training=training))
+      inputs = tf.nn.relu(self.deep_batch_norm_2(self.deep_conv2d_2(inputs), training=training))
     x = tf.nn.relu(self.batch_norm(self.conv2d(inputs), training=training))
     if self.max_pool is not None:
       x = self.max_pool(x)
@@ -242,6 +333,8 @@ class ResNet(keras.layers.Layer):
                global_bn: bool = True,
                cifar_stem: bool = False,
                input_channels: int = 1,
+               sk_ratio: float = 0.0,
+               se_ratio: float = 0.0,
                **kwargs):
     super().__init__(**kwargs)
     if depth not in BLOCK_SPECS:
@@ -254,14 +347,18 @@ class ResNet(keras.layers.Layer):
     self.global_bn = global_bn
     self.cifar_stem = cifar_stem
     self.input_channels = input_channels
+    self.sk_ratio = sk_ratio
+    self.se_ratio = se_ratio
     self.block_type, blocks = BLOCK_SPECS[depth]
     bn = dict(batch_norm_decay=batch_norm_decay, global_bn=global_bn)
-    self.stem = Stem(scaled_filters(64, width_multiplier), cifar_stem=cifar_stem, name="stem", **bn)
+    self.stem = Stem(scaled_filters(64, width_multiplier), cifar_stem=cifar_stem, name="stem", deep=sk_ratio > 0,
+                     half_filters=max(1, int(64 * width_multiplier) // 2), **bn)
     # One attribute per group (block_group1..4, SimCLR's names): tf.train.Checkpoint does not follow Keras 3 layers
     # held in Python lists.
     for i, (base, n, strides) in enumerate(zip((64, 128, 256, 512), blocks, (1, 2, 2, 2))):
       setattr(self, f"block_group{i + 1}", BlockGroup(
-          self.block_type, scaled_filters(base, width_multiplier), n, strides, name=f"block_group{i + 1}", **bn))
+          self.block_type, scaled_filters(base, width_multiplier), n, strides, name=f"block_group{i + 1}",
+          sk_ratio=sk_ratio, se_ratio=se_ratio, **bn))
     self.output_dim = resnet_output_dim(depth, width_multiplier)
     self.fine_tune_after_block = -1
 
@@ -309,7 +406,8 @@ class ResNet(keras.layers.Layer):
   def get_config(self):
     config = super().get_config()
     config.update(depth=self.depth, width_multiplier=self.width_multiplier, batch_norm_decay=self.batch_norm_decay,
-                  global_bn=self.global_bn, cifar_stem=self.cifar_stem, input_channels=self.input_channels)
+                  global_bn=self.global_bn, cifar_stem=self.cifar_stem, input_channels=self.input_channels,
+                  sk_ratio=self.sk_ratio, se_ratio=self.se_ratio)
     return config
 
 
@@ -319,13 +417,16 @@ def resnet(depth: int,
            global_bn: bool = True,
            cifar_stem: bool = False,
            input_channels: int = 1,
+           sk_ratio: float = 0.0,
+           se_ratio: float = 0.0,
            name: str = "resnet") -> ResNet:
   """SimCLR resnet.resnet(): a ResNet-`depth` encoder (depths 18, 34, 50, 101, 152, 200).
 
   The layer's variables are created on its first call (any spatial size works, e.g. a [1, 32, 32, C] dummy).
   """
   return ResNet(depth=depth, width_multiplier=width_multiplier, batch_norm_decay=batch_norm_decay,
-                global_bn=global_bn, cifar_stem=cifar_stem, input_channels=input_channels, name=name)
+                global_bn=global_bn, cifar_stem=cifar_stem, input_channels=input_channels, sk_ratio=sk_ratio,
+                se_ratio=se_ratio, name=name)
 
 
 def build_resnet(encoder: ResNet, size: int = 32) -> None:

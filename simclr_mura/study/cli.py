@@ -13,6 +13,7 @@ import argparse
 import os
 import sys
 
+from simclr_mura.errors import ArgumentParser, UserError, exit_with
 from simclr_mura.layout import STUDY_TYPES
 from simclr_mura.study import runner
 from simclr_mura.study.arms import PRESETS
@@ -20,7 +21,7 @@ from simclr_mura.study.arms import PRESETS
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
   """The study's command line; a bad argument is a usage error (exit status 2)."""
-  parser = argparse.ArgumentParser(prog="./run.sh", description="Runs the whole MURA SimCLR study and its report.")
+  parser = ArgumentParser(prog="./run.sh", description="Runs the whole MURA SimCLR study and its report.")
   parser.add_argument("--mura_dir", help="folder holding MURA-v1.1/ (real data); default: the synthetic twin")
   parser.add_argument("--parts", default="elbow,hand,shoulder", help="comma-separated body parts")
   parser.add_argument("--preset", choices=PRESETS, help="quick (CPU-sized, default on synthetic "
@@ -53,5 +54,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def run(argv: list[str] | None = None) -> int:
   """Console entry point (`simclr-mura-study`)."""
   args = parse_args(sys.argv[1:] if argv is None else argv)
-  return runner.run_study(args)
+  try:
+    return runner.run_study(args)
+  except UserError as e:
+    exit_with("./run.sh", e)
 

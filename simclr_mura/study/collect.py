@@ -10,6 +10,7 @@ import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import pandas as pd
+import tensorflow as tf
 
 from simclr_mura.layout import ARMS, REPORT_DIR, UNEVALUATED_ARMS, RunDir
 from simclr_mura.study.tables import LEVEL_ORDER, RESULT_COLUMNS, arm_order, part_order, sort_results
@@ -18,14 +19,19 @@ from simclr_mura.training.results import read_flags_json, read_result
 Curves = Dict[str, Dict[str, List[Tuple[int, float]]]]  # {event run: {tag: [(step, value)]}}
 
 
+def _listdir(path: str) -> List[str]:
+  """Entry names of a folder on any tf.io.gfile filesystem (object stores mark folders with a trailing slash)."""
+  return [name.rstrip("/") for name in tf.io.gfile.listdir(path)]
+
+
 def find_body_parts(study_dir: str, exclude: Sequence[str] = (REPORT_DIR,)) -> List[str]:
   """Sub-folders of the study that hold at least one arm (a known arm name or a run folder), in MURA order."""
   parts = []
-  for name in os.listdir(study_dir):
+  for name in _listdir(study_dir):
     path = os.path.join(study_dir, name)
-    if name.startswith(".") or name in exclude or not os.path.isdir(path):
+    if name.startswith(".") or name in exclude or not tf.io.gfile.isdir(path):
       continue
-    children = [c for c in os.listdir(path) if os.path.isdir(os.path.join(path, c))]
+    children = [c for c in _listdir(path) if tf.io.gfile.isdir(os.path.join(path, c))]
     if any(c in ARMS or RunDir(os.path.join(path, c)).is_run() for c in children):
       parts.append(name)
   return sorted(parts, key=part_order)
@@ -33,7 +39,7 @@ def find_body_parts(study_dir: str, exclude: Sequence[str] = (REPORT_DIR,)) -> L
 
 def arms_of(part_dir: str) -> List[str]:
   """The study's arms and any other run folder of a body part, in report order."""
-  extra = [c for c in os.listdir(part_dir)
+  extra = [c for c in _listdir(part_dir)
            if c not in ARMS and not c.startswith(".") and RunDir(os.path.join(part_dir, c)).is_run()]
   return sorted(list(ARMS) + extra, key=arm_order)
 
@@ -56,13 +62,13 @@ def collect_results(study_dir: str, parts: Optional[Sequence[str]] = None
     for arm in arms_of(part_dir):
       run = RunDir(os.path.join(part_dir, arm))
       model_dir = run.path
-      if not os.path.isdir(model_dir):
+      if not tf.io.gfile.isdir(model_dir):
         missing.append({"body_part": part, "arm": arm, "reason": "not run (no folder)"})
         continue
       if arm in UNEVALUATED_ARMS:
         continue
       path = run.result_json
-      if not os.path.exists(path):
+      if not tf.io.gfile.exists(path):
         missing.append({"body_part": part, "arm": arm, "reason": "unfinished (no result.json)"})
         continue
       try:
@@ -81,7 +87,7 @@ def collect_results(study_dir: str, parts: Optional[Sequence[str]] = None
 def safe_flags(model_dir: str) -> Dict[str, Any]:
   """A run's flags.json, or {} when it is absent or unreadable."""
   try:
-    return read_flags_json(model_dir) if os.path.isdir(model_dir) else {}
+    return read_flags_json(model_dir) if tf.io.gfile.isdir(model_dir) else {}
   except (ValueError, OSError):
     return {}
 

@@ -5,13 +5,16 @@ and writes results.md (`markdown`); `tables` formats the comparison table printe
 """
 from __future__ import annotations
 
+import io
 import os
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import pandas as pd
+import tensorflow as tf
 
 from simclr_mura.layout import REPORT_DIR
 from simclr_mura.study import collect, figures, markdown, tables
+from simclr_mura.training.results import atomic_write_text, read_text
 
 ExploreFn = Callable[[str, str], Any]
 GradcamFn = Callable[[str, str], Any]
@@ -60,10 +63,10 @@ def build_report(study_dir: str, out_dir: Optional[str] = None, *, explore_fn: O
     {"out_dir", "results" (DataFrame), "results_csv", "results_md", "figures" (paths), "missing" (list of
     {"body_part", "arm", "reason"}), "warnings", "explore", "gradcam" ({part: {...}}), "table" (format_table text)}.
   """
-  if not os.path.isdir(study_dir):
+  if not tf.io.gfile.isdir(study_dir):
     raise FileNotFoundError(f"study folder {study_dir!r} does not exist")
   out_dir = out_dir or os.path.join(study_dir, REPORT_DIR)
-  os.makedirs(out_dir, exist_ok=True)
+  tf.io.gfile.makedirs(out_dir)
   exclude = (REPORT_DIR,) + ((os.path.basename(os.path.normpath(out_dir)),)
                            if os.path.abspath(os.path.dirname(os.path.normpath(out_dir))) ==
                            os.path.abspath(study_dir) else ())
@@ -72,8 +75,8 @@ def build_report(study_dir: str, out_dir: Optional[str] = None, *, explore_fn: O
   skip_reasons = dict(skip_reasons or {})
 
   results_csv = os.path.join(out_dir, "results.csv")
-  results.to_csv(results_csv, index=False)
-  table = pd.read_csv(results_csv)  # results.md is built from results.csv itself
+  atomic_write_text(results_csv, results.to_csv(index=False))
+  table = pd.read_csv(io.StringIO(read_text(results_csv)))  # results.md is built from results.csv itself
 
   warnings: List[str] = []
   thresholds = set()
@@ -159,8 +162,8 @@ def build_report(study_dir: str, out_dir: Optional[str] = None, *, explore_fn: O
     info = {"arm": chosen["arm"], "model_dir": chosen["model_dir"], "why": why, "png": png}
     try:
       gradcam_fn(chosen["model_dir"], png)
-      info["status"] = "done" if os.path.exists(png) else "failed"
-      if not os.path.exists(png):
+      info["status"] = "done" if tf.io.gfile.exists(png) else "failed"
+      if not tf.io.gfile.exists(png):
         info["note"] = "the Grad-CAM function wrote no file"
       else:
         made.append(png)
@@ -173,8 +176,7 @@ def build_report(study_dir: str, out_dir: Optional[str] = None, *, explore_fn: O
       thresholds=thresholds, fraction_figs=fraction_figs, curve_figs=curve_figs, validation_figs=validation_figs,
       explore=explore_info, gradcam=gradcam_info))
   results_md = os.path.join(out_dir, "results.md")
-  with open(results_md, "w", encoding="utf-8") as f:
-    f.write(md)
+  atomic_write_text(results_md, md)
   return {"out_dir": out_dir, "results": table, "results_csv": results_csv, "results_md": results_md,
           "figures": made, "missing": missing, "warnings": warnings, "explore": explore_info,
           "gradcam": gradcam_info, "table": tables.format_table(table)}

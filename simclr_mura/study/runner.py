@@ -79,6 +79,7 @@ def run_study(args: argparse.Namespace) -> int:
   logging.set_verbosity(logging.WARNING)
   plan = [(part, arm) for part in args.parts for arm in arms(args.preset)]
   tasks = [_Task(i, part, arm, tuple(arm_argv(arm, part, args))) for i, (part, arm) in enumerate(plan, 1)]
+  _validate(tasks)
   os.makedirs(args.out, exist_ok=True)
   print(f"Study: {args.builder} {','.join(args.parts)}, preset {args.preset}, {len(plan)} runs -> {args.out}"
         + (f", {args.jobs} side by side" if args.jobs > 1 else ""))
@@ -100,6 +101,21 @@ def run_study(args: argparse.Namespace) -> int:
   return report_cli.run([f"--study={args.out}"])
 
 
+def _validate(tasks: list[_Task]) -> None:
+  """Every arm's configuration through the trainer's one validation pass before any arm starts (a `UserError` names
+  the arm); an arm's --checkpoint on its part's pretraining is checked once the pretraining exists."""
+  from simclr_mura import config as config_lib
+  from simclr_mura import flags as trainer_flags
+  from simclr_mura.errors import UserError
+
+  for task in tasks:
+    try:
+      config = trainer_flags.config_from_argv(list(task.argv))
+      config_lib.validate(config.replace(checkpoint=None) if task.needs_pretraining else config)
+    except UserError as e:
+      raise UserError(f"arm {task.arm.name} on {task.part}: {e}") from None
+
+
 def _run_in_turn(todo: list[_Task], total: int, start: float) -> None:
   durations: list[float] = []
   for i, task in enumerate(todo):
@@ -112,16 +128,6 @@ def _run_in_turn(todo: list[_Task], total: int, start: float) -> None:
 def _priority(task: _Task) -> tuple[int, int]:
   """Pretraining first (the SimCLR arms wait for it), then the longest arm (DenseNet-169), then in plan order."""
   return ({PRETRAIN_ARM: 0, BASELINE_ARM: 1}.get(task.arm.name, 2), task.number)
-
-
-def _prepare_data(todo: list[_Task]) -> None:
-  """Prepares each body part's dataset once, here, before workers that would otherwise race to build it."""
-  from simclr_mura import flags as trainer_flags
-  from simclr_mura.data import input_pipeline
-
-  firsts = {task.part: task for task in reversed(todo)}
-  for task in firsts.values():
-    input_pipeline.load_builder(trainer_flags.config_from_argv(list(task.argv)))
 
 
 def _worker(task: _Task) -> tuple[int, float]:
@@ -144,8 +150,12 @@ def _worker(task: _Task) -> tuple[int, float]:
 
 
 def _run_side_by_side(todo: list[_Task], args: argparse.Namespace, total: int, start: float) -> int:
-  """Runs `todo` on `args.jobs` worker processes; returns 0, or 1 after the first arm that failed (its log shown)."""
-  _prepare_data(todo)
+  """Runs `todo` on `args.jobs` worker processes; returns 0, or 1 after the first arm that failed (its log shown).
+
+  Each arm prepares its body part's dataset on first use, as a lone run would; two arms that need the same unprepared
+  dataset build it once (`data.prepare` locks it), and the pretraining-first order spreads the parts' preparation
+  over the workers while others train.
+  """
   waiting = sorted(todo, key=_priority)
   pending_pretraining = {t.part for t in todo if t.arm.name == PRETRAIN_ARM}
   finished: queue.Queue = queue.Queue()

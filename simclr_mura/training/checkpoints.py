@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-
 import tensorflow as tf
 
 from simclr_mura.config import Config
 from simclr_mura.errors import UserError
 from simclr_mura.layout import RunDir
 
-ARCHITECTURE_KEYS = ("backbone", "resnet_depth", "width_multiplier", "image_size", "proj_head_mode",
-                     "num_proj_layers", "proj_out_dim")
+ARCHITECTURE_KEYS = ("backbone", "resnet_depth", "width_multiplier", "sk_ratio", "se_ratio", "image_size",
+                     "proj_head_mode", "num_proj_layers", "proj_out_dim")
 
 
 def resolve(path: str) -> str:
@@ -54,7 +52,7 @@ def restore_pretrained(model, prefix: str, config: Config) -> None:
   expected = (f"backbone={config.backbone}, resnet_depth={config.resnet_depth}, "
               f"width_multiplier={config.width_multiplier}")
   mismatch = _architecture_mismatch(prefix, config)
-  if mismatch and any(k in mismatch for k in ("backbone", "resnet_depth", "width_multiplier")):
+  if mismatch and any(k in mismatch for k in ("backbone", "resnet_depth", "width_multiplier", "sk_ratio", "se_ratio")):
     raise UserError(f"--checkpoint={prefix} holds another architecture: {mismatch}")
   try:
     encoder_status = tf.train.Checkpoint(model=tf.train.Checkpoint(encoder=model.encoder)).restore(prefix)
@@ -66,15 +64,17 @@ def restore_pretrained(model, prefix: str, config: Config) -> None:
 
 
 class Checkpointer:
-  """Saves and restores the full training state (model, optimizer, global_step) in `model_dir`.
+  """Saves and restores the full training state (model, optimizer, global_step, the trainer's model-selection state)
+  in `model_dir`.
 
   Under MultiWorkerMirroredStrategy every worker must take part in a save; only the chief writes to `model_dir`, the
   others write to a scratch folder that is removed at the end (TF's multi-worker checkpointing recipe).
   """
 
   def __init__(self, model, optimizer, global_step: tf.Variable, model_dir: str, max_to_keep: int,
-               chief: bool = True, task_id: int = 0):
-    self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, global_step=global_step)
+               chief: bool = True, task_id: int = 0, selection: tf.Module | None = None):
+    extra = {"selection": selection} if selection is not None else {}
+    self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, global_step=global_step, **extra)
     self.model_dir = model_dir
     self.write_dir = model_dir if chief else os.path.join(model_dir, f".worker_{task_id}_scratch")
     self.manager = tf.train.CheckpointManager(self.checkpoint, self.write_dir, max_to_keep=max_to_keep,
@@ -92,7 +92,7 @@ class Checkpointer:
 
   def cleanup(self) -> None:
     if self.write_dir != self.model_dir and tf.io.gfile.exists(self.write_dir):
-      shutil.rmtree(self.write_dir, ignore_errors=True)
+      tf.io.gfile.rmtree(self.write_dir)
 
 
 def selected_checkpoint(config: Config) -> str | None:

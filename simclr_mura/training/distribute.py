@@ -55,7 +55,7 @@ def make_strategy(config: Config) -> tf.distribute.Strategy:
   if name == "multi_worker":  # collective ops must be configured before anything initialises the context
     return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=_cluster_resolver())
   if name == "tpu":
-    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=config.tpu_name or "")
+    resolver = tpu_cluster_resolver(config)
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)
@@ -65,6 +65,14 @@ def make_strategy(config: Config) -> tf.distribute.Strategy:
   if name == "mirrored":
     return mirrored_strategy([d.name for d in (gpus or tf.config.list_logical_devices("CPU"))])
   return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+
+
+def tpu_cluster_resolver(config: Config) -> tf.distribute.cluster_resolver.TPUClusterResolver:
+  """SimCLR tf2/run.py: the TPU named by --tpu_name in --tpu_zone of --gcp_project, else the one at --master."""
+  if config.tpu_name:
+    return tf.distribute.cluster_resolver.TPUClusterResolver(config.tpu_name, zone=config.tpu_zone,
+                                                             project=config.gcp_project)
+  return tf.distribute.cluster_resolver.TPUClusterResolver(config.master or "")
 
 
 def _cluster_resolver() -> tf.distribute.cluster_resolver.ClusterResolver:

@@ -1,8 +1,11 @@
 """The files an evaluation leaves in `model_dir` (named by `layout.RunDir`): result.json, result_<step>.json,
 predictions_<split>.csv and flags.json.
 
-Every file is written to a temporary name and renamed into place, so a reader polling `model_dir` (the report, or an
-`--mode=eval` job) never sees half a file.
+Every file goes through `tf.io.gfile`, so `--model_dir=gs://...` (or any filesystem TensorFlow reaches) receives
+them beside its checkpoints. Each is written to a temporary name and renamed into place, so a reader polling
+`model_dir` (the report, or an `--mode=eval` job) never sees half a file: on a local or POSIX filesystem the rename is
+atomic; on GCS, where a rename is a copy and a delete, each object appears only once fully uploaded, so a reader sees
+the old file or the new one, never a part (a reader may briefly see the temporary name too).
 """
 from __future__ import annotations
 
@@ -10,11 +13,12 @@ import json
 import math
 import numbers
 import os
-import tempfile
+import uuid
 from typing import Any, Dict, Iterable, Mapping, Union
 
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
 from simclr_mura.layout import STUDY_TYPES, RunDir  # STUDY_TYPES: the ClassLabel order an integer study_type maps to
 from simclr_mura.training.metrics import LEVELS, METRIC_KEYS
@@ -28,20 +32,26 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 
 def atomic_write_text(path: PathLike, text: str) -> str:
+  """Writes `text` to `path` (any tf.io.gfile path) through a temporary name in the same folder; returns `path`."""
   path = os.fspath(path)
   directory = os.path.dirname(path) or "."
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+  tf.io.gfile.makedirs(directory)
+  tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
   try:
-    with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+    with tf.io.gfile.GFile(tmp, "w") as f:
       f.write(text)
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; these are shared results, not secrets
-    os.replace(tmp, path)
+    tf.io.gfile.rename(tmp, path, overwrite=True)
   except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+    if tf.io.gfile.exists(tmp):
+      tf.io.gfile.remove(tmp)
     raise
   return path
+
+
+def read_text(path: PathLike) -> str:
+  """The text of a file on any tf.io.gfile filesystem."""
+  with tf.io.gfile.GFile(os.fspath(path), "r") as f:
+    return f.read()
 
 
 def _text(value: Any) -> str:
@@ -94,7 +104,8 @@ def write_predictions(path: PathLike, rows_or_df: Union[pd.DataFrame, Iterable[M
 
 def read_predictions(path: PathLike) -> pd.DataFrame:
   """Reads a predictions CSV written by write_predictions (ids as text, label int, probability float)."""
-  df = pd.read_csv(path, dtype={c: str for c in PREDICTION_COLUMNS[:4]}, keep_default_na=False)
+  with tf.io.gfile.GFile(os.fspath(path), "r") as f:
+    df = pd.read_csv(f, dtype={c: str for c in PREDICTION_COLUMNS[:4]}, keep_default_na=False)
   missing = [c for c in PREDICTION_COLUMNS if c not in df.columns]
   if missing:
     raise ValueError(f"{os.fspath(path)}: missing column(s) {missing}; expected {list(PREDICTION_COLUMNS)}")
@@ -173,10 +184,9 @@ def write_result(model_dir: PathLike, result: Mapping[str, Any]) -> Dict[str, st
 def read_result(path: PathLike) -> Dict[str, Any]:
   """Reads and validates a result file; `path` is the JSON file or a model_dir holding result.json."""
   path = os.fspath(path)
-  if os.path.isdir(path):
+  if tf.io.gfile.isdir(path):
     path = RunDir(path).result_json
-  with open(path, encoding="utf-8") as f:
-    data = json.load(f)
+  data = json.loads(read_text(path))
   try:
     return validate_result(data)
   except ValueError as e:
@@ -217,7 +227,6 @@ def write_flags_json(model_dir: PathLike, config_dict: Any) -> str:
 def read_flags_json(model_dir: PathLike) -> Dict[str, Any]:
   """Reads `<model_dir>/flags.json` ({} when absent)."""
   path = RunDir(model_dir).flags_json
-  if not os.path.exists(path):
+  if not tf.io.gfile.exists(path):
     return {}
-  with open(path, encoding="utf-8") as f:
-    return json.load(f)
+  return json.loads(read_text(path))

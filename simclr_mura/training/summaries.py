@@ -11,7 +11,6 @@ the [6, num_thresholds] tensor with the plugin's metadata through `tf.summary.wr
 """
 from __future__ import annotations
 
-import glob
 import math
 import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -206,12 +205,12 @@ def image_grid_summary(writer: tf.summary.SummaryWriter, tag: str, images: Any, 
 def event_runs(root: str) -> Dict[str, str]:
   """{run name: folder} for every folder under `root` (itself included, as '.') holding TensorBoard event files."""
   runs: Dict[str, str] = {}
-  if not os.path.isdir(root):
+  if not tf.io.gfile.isdir(root):
     return runs
-  for folder, dirs, files in os.walk(root):
+  for folder, dirs, files in tf.io.gfile.walk(root):
     dirs.sort()
     if any(f.startswith("events.out.tfevents") for f in files):
-      rel = os.path.relpath(folder, root)
+      rel = os.path.relpath(folder, root) if folder != root else "."
       runs[rel.replace(os.sep, "/")] = folder
   return runs
 
@@ -223,7 +222,7 @@ def read_scalars(logdir: str) -> Dict[str, List[Tuple[int, float]]]:
     {tag: [(step, value), ...]} sorted by step; when a step was logged more than once (a resumed run), the last write
     wins.
   """
-  if not glob.glob(os.path.join(logdir, "events.out.tfevents*")):
+  if not tf.io.gfile.glob(os.path.join(logdir, "events.out.tfevents*")):
     return {}
   acc = pea.EventAccumulator(logdir, size_guidance={pea.TENSORS: 0},
                              tensor_size_guidance={"images": 1, "pr_curves": 1, "hparams": 1})

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import time
 
 import keras
 import numpy as np
@@ -34,6 +33,20 @@ class NonFiniteLoss(RuntimeError):
   """Training produced a NaN or infinite loss; the latest good checkpoint was kept."""
 
 
+class SelectionState(tf.Module):
+  """What model selection and the plateau schedule remember between validations, saved in every checkpoint so that a
+  resumed run continues them: the best validation score and its step, and the plateau's best loss and patience count
+  (the learning rate it lowered is the optimizer's own variable, checkpointed with the optimizer)."""
+
+  def __init__(self):
+    super().__init__(name="selection")
+    only_first = dict(trainable=False, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    self.best_score = tf.Variable(-math.inf, dtype=tf.float64, name="best_score", **only_first)
+    self.best_step = tf.Variable(-1, dtype=tf.int64, name="best_step", **only_first)
+    self.plateau_best_loss = tf.Variable(math.inf, dtype=tf.float64, name="plateau_best_loss", **only_first)
+    self.plateau_wait = tf.Variable(0, dtype=tf.int64, name="plateau_wait", **only_first)
+
+
 @dataclasses.dataclass
 class Run:
   """Everything one training or evaluation job holds."""
@@ -43,6 +56,7 @@ class Run:
   model: keras.Model
   optimizer: keras.optimizers.Optimizer
   global_step: tf.Variable
+  selection: SelectionState
   checkpointer: checkpoints.Checkpointer
   chief: bool
   num_train_examples: int
@@ -81,8 +95,6 @@ def _set_up(config: Config, strategy: tf.distribute.Strategy, builder) -> Run:
   for split in {config.eval_split, config.validation_split} if config.mode != "train" or \
       config.train_mode == "finetune" else {config.eval_split}:
     input_pipeline.validate_split(builder, split)
-  if config.train_mode == "finetune" and "test" in config.validation_split:
-    raise UserError("--validation_split=test would choose the model on the test split; use validation")
   pretrained = checkpoints.resolve(config.checkpoint) if config.checkpoint else None
   if config.global_bn is False and config.train_mode == "pretrain" and strategy.num_replicas_in_sync > 1:
     print("note: --global_bn=false with several replicas: batch norm statistics stay per replica")
@@ -95,9 +107,10 @@ def _set_up(config: Config, strategy: tf.distribute.Strategy, builder) -> Run:
     optimizer.build(model.trainable_variables)
     global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
                               aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    selection = SelectionState()
     checkpointer = checkpoints.Checkpointer(model, optimizer, global_step, config.model_dir,
                                             config.keep_checkpoint_max, chief=chief,
-                                            task_id=distribute.task_id(strategy))
+                                            task_id=distribute.task_id(strategy), selection=selection)
     latest = checkpointer.restore_latest()
     if latest:
       print(f"Resuming from {latest} (global step {int(global_step.numpy())}).")
@@ -107,7 +120,7 @@ def _set_up(config: Config, strategy: tf.distribute.Strategy, builder) -> Run:
       if config.zero_init_logits_layer:
         zero_supervised_head(model)
   return Run(config=config, strategy=strategy, builder=builder, model=model, optimizer=optimizer,
-             global_step=global_step, checkpointer=checkpointer, chief=chief, num_train_examples=num_train,
+             global_step=global_step, selection=selection, checkpointer=checkpointer, chief=chief, num_train_examples=num_train,
              total_steps=counts.total_steps, epoch_steps=counts.epoch_steps,
              checkpoint_steps=counts.checkpoint_steps, predict_step=evaluation.make_predict_step(model))
 
@@ -152,9 +165,15 @@ def train(job: Run) -> dict:
     best = tf.train.CheckpointManager(tf.train.Checkpoint(model=model, global_step=job.global_step),
                                       RunDir(job.checkpointer.write_dir).best_dir, max_to_keep=1,
                                       checkpoint_name=RunDir.CHECKPOINT_PREFIX)
-    best_score, plateau = -math.inf, _Plateau(config, job.optimizer)
+    state, plateau = job.selection, _Plateau(config, job.optimizer, job.selection)
+    if start > 0 and state.best_step.numpy() >= 0:
+      print(f"Resumed model selection: best {config.validation_split} score {state.best_score.numpy():.4f} at step "
+            f"{state.best_step.numpy()}")
     val_writer = _writer(job, RunDir.VALIDATION)
 
+  # Validation after every epoch (the MURA paper's cadence), but not more often than every checkpoint when checkpoints
+  # are counted in steps: a 1% subset's epoch is a single step, and validating after each would cost more than training.
+  validate_every = max(job.epoch_steps, config.checkpoint_steps) if config.checkpoint_steps else job.epoch_steps
   replicas = strategy.num_replicas_in_sync
   print(f"{config.train_mode} on {config.dataset} {config.train_split}: {job.num_train_examples} images, "
         f"global batch {config.train_batch_size} on {replicas} replica(s) ({distribute.describe(strategy)}), "
@@ -166,7 +185,7 @@ def train(job: Run) -> dict:
   while step < job.total_steps:
     # Run to the next epoch end (progress, validation), checkpoint (SimCLR's loop length) or the final step.
     num = min(job.epoch_steps - step % job.epoch_steps, job.checkpoint_steps - step % job.checkpoint_steps,
-              job.total_steps - step)
+              validate_every - step % validate_every, job.total_steps - step)
     values = {k: float(v) for k, v in train_loop(iterator, tf.constant(num)).items()}
     step = int(job.global_step.numpy())
     values["learning_rate"] = float(keras.ops.convert_to_numpy(job.optimizer.learning_rate))
@@ -176,14 +195,15 @@ def train(job: Run) -> dict:
                           f"checkpoint is {latest}. Lower --learning_rate or check the data.")
     summaries.write_scalars(writer, values, step)
     progress.update(step, values=list(values.items()))
-    if not pretrain and (step % job.epoch_steps == 0 or step == job.total_steps):
+    if not pretrain and (step % validate_every == 0 or step == job.total_steps):
       predictions = evaluation.predict(job.predict_step, strategy, validation)
       metrics = evaluate_predictions(predictions, config.threshold)
       loss = evaluation.log_loss(predictions)
       summaries.write_scalars(val_writer, {"loss": loss, **_final_metrics(metrics)}, step)
       score = _selection_score(metrics, loss)
-      if score > best_score:
-        best_score = score
+      if score > state.best_score.numpy():
+        state.best_score.assign(score)
+        state.best_step.assign(step)
         best.save(checkpoint_number=step)
       plateau.update(loss)
     if step % job.checkpoint_steps == 0 or step == job.total_steps:
@@ -218,23 +238,23 @@ def _selection_score(metrics: dict, loss: float) -> float:
 class _Plateau:
   """MURA paper: learning rate divided by 10 when the validation loss stops improving (only for --lr_schedule=plateau)."""
 
-  def __init__(self, config: Config, optimizer: keras.optimizers.Optimizer):
+  def __init__(self, config: Config, optimizer: keras.optimizers.Optimizer, state: SelectionState):
     self.enabled = config.lr_schedule == "plateau"
     self.patience = config.plateau_patience
     self.optimizer = optimizer
-    self.best = math.inf
-    self.wait = 0
+    self.state = state  # best loss and patience count, checkpointed
 
   def update(self, loss: float) -> None:
     if not self.enabled:
       return
-    if loss < self.best - 1e-4:
-      self.best, self.wait = loss, 0
+    if loss < self.state.plateau_best_loss.numpy() - 1e-4:
+      self.state.plateau_best_loss.assign(loss)
+      self.state.plateau_wait.assign(0)
       return
-    self.wait += 1
-    if self.wait >= self.patience:
+    self.state.plateau_wait.assign_add(1)
+    if self.state.plateau_wait.numpy() >= self.patience:
       self.optimizer.learning_rate.assign(self.optimizer.learning_rate * 0.1)
-      self.wait = 0
+      self.state.plateau_wait.assign(0)
       print(f"\nValidation loss plateaued: learning rate -> {float(self.optimizer.learning_rate):.3g}")
 
 

@@ -1,0 +1,40 @@
+"""A resumed fine-tuning run continues model selection and the plateau schedule where the interrupted run left them."""
+import keras
+import pytest
+import tensorflow as tf
+
+from conftest import TINY_FLAGS
+from simclr_mura import flags as trainer_flags
+from simclr_mura.layout import RunDir
+from simclr_mura.training import evaluation, trainer
+
+
+@pytest.mark.slow
+def test_resume_keeps_the_best_checkpoint_and_the_plateau_count(synthetic_data_dir, tmp_path, monkeypatch):
+  # Validation after every epoch (2 steps); its score and loss are scripted so the outcome is known: the best score
+  # comes before the interruption at step 4, and every later one is worse.
+  scores, losses = iter([0.9, 0.5, 0.6, 0.7]), iter([1.0, 1.1, 1.2, 1.3])
+  monkeypatch.setattr(trainer, "_selection_score", lambda metrics, loss: next(scores))
+  monkeypatch.setattr(evaluation, "log_loss", lambda predictions: next(losses))
+  model_dir = str(tmp_path / "run")
+  argv = ["--train_mode=finetune", "--mode=train_then_eval", "--dataset=mura_synthetic/elbow",
+          f"--data_dir={synthetic_data_dir}", f"--model_dir={model_dir}", "--train_split=train[:64]",
+          "--optimizer=momentum", "--learning_rate=0.1", "--lr_schedule=plateau", "--plateau_patience=2",
+          "--checkpoint_steps=2", *TINY_FLAGS]
+
+  def run(steps):
+    keras.backend.clear_session()
+    return trainer.run(trainer_flags.config_from_argv([*argv, f"--train_steps={steps}"]))
+
+  run(4)  # stops after the step-4 checkpoint, as a run killed there would have left it
+  assert tf.train.latest_checkpoint(RunDir(model_dir).best_dir).endswith("ckpt-2")
+  result = run(8)  # the same command with more steps resumes from ckpt-4
+
+  assert tf.train.latest_checkpoint(model_dir).endswith("ckpt-8")
+  assert tf.train.latest_checkpoint(RunDir(model_dir).best_dir).endswith("ckpt-2")  # 0.6 and 0.7 never beat 0.9
+  assert result["global_step"] == 2  # train_then_eval evaluated the best checkpoint
+  # Plateau (patience 2): loss 1.0 best, 1.1 waits 1, then after resuming 1.2 waits 2 -> the rate is divided by 10.
+  reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(model_dir))
+  rates = [reader.get_tensor(k) for k in reader.get_variable_to_shape_map() if "learning_rate" in k]
+  assert rates and all(abs(r - 0.1 * 32 / 256 / 10) < 1e-9 for r in rates), rates
+  assert reader.get_tensor("selection/best_step/.ATTRIBUTES/VARIABLE_VALUE") == 2
