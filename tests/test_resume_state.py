@@ -38,3 +38,47 @@ def test_resume_keeps_the_best_checkpoint_and_the_plateau_count(synthetic_data_d
   rates = [reader.get_tensor(k) for k in reader.get_variable_to_shape_map() if "learning_rate" in k]
   assert rates and all(abs(r - 0.1 * 32 / 256 / 10) < 1e-9 for r in rates), rates
   assert reader.get_tensor("selection/best_step/.ATTRIBUTES/VARIABLE_VALUE") == 2
+
+
+@pytest.mark.slow
+def test_kill_9_after_a_validation_keeps_the_selection_state(synthetic_data_dir, tmp_path):
+  """A fine-tuning run killed with SIGKILL once its step-4 checkpoint exists and rerun: the rerun restores the best
+  score and step, and at the end `best/` holds the checkpoint with the best validation score of the whole run."""
+  import os
+  import signal
+  import subprocess
+  import sys
+  import time
+
+  from conftest import REPO, run_trainer
+  from simclr_mura.training import summaries
+
+  model_dir = str(tmp_path / "run")
+  args = ["--train_mode=finetune", "--dataset=mura_synthetic/elbow", f"--data_dir={synthetic_data_dir}",
+          f"--model_dir={model_dir}", "--train_split=train[:64]", "--train_steps=12", "--checkpoint_steps=2",
+          *TINY_FLAGS]
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+  proc = subprocess.Popen([sys.executable, os.path.join(REPO, "run.py"), *args], cwd=REPO, env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.time() + 240
+  while time.time() < deadline and proc.poll() is None:
+    latest = tf.train.latest_checkpoint(model_dir)
+    if latest and int(latest.rsplit("-", 1)[1]) >= 4:
+      break
+    time.sleep(0.1)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  killed_at = int(tf.train.latest_checkpoint(model_dir).rsplit("-", 1)[1])
+  assert 4 <= killed_at < 12
+  saved = tf.train.load_checkpoint(tf.train.latest_checkpoint(model_dir))
+  assert saved.get_tensor("selection/best_step/.ATTRIBUTES/VARIABLE_VALUE") >= 2  # the state is in the checkpoint
+
+  out = run_trainer(*args).stdout
+  assert "Resuming from" in out and "Resumed model selection: best validation score" in out
+  final = tf.train.load_checkpoint(tf.train.latest_checkpoint(model_dir))
+  best_step = int(final.get_tensor("selection/best_step/.ATTRIBUTES/VARIABLE_VALUE"))
+  assert tf.train.latest_checkpoint(RunDir(model_dir).best_dir).endswith(f"ckpt-{best_step}")
+  curve = summaries.read_scalars(os.path.join(model_dir, RunDir.VALIDATION))["study/auroc"]
+  assert [s for s, _ in curve] == [2, 4, 6, 8, 10, 12]  # every validation of the run, before and after the kill
+  best_score = float(final.get_tensor("selection/best_score/.ATTRIBUTES/VARIABLE_VALUE"))
+  assert best_score == pytest.approx(max(v for _, v in curve), abs=1e-6)

@@ -69,8 +69,9 @@ def _console_script(target: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def tiny_study(synthetic_data_dir, tmp_path_factory):
-  """The tiny study run by the installed console script `simclr-mura-study` from an unrelated folder."""
+def tiny_study(tmp_path_factory):
+  """The tiny study run by the installed console script `simclr-mura-study` from an unrelated folder, two arms side by
+  side, preparing its data as a first run does (the arms' worker processes render mura_synthetic)."""
   site, scripts = _install(tmp_path_factory)
   for name in ("simclr-mura", "simclr-mura-prepare", "simclr-mura-explore", "simclr-mura-predict", "simclr-mura-report",
                "simclr-mura-study", "simclr-mura-benchmark"):
@@ -84,8 +85,8 @@ def tiny_study(synthetic_data_dir, tmp_path_factory):
   assert os.path.isfile(os.path.join(where[1], "tiny.cfg"))
   out = str(tmp_path_factory.mktemp("study"))
   proc = subprocess.run([*_console_script(scripts["simclr-mura-study"]), "--preset=tiny", "--parts=elbow",
-                         f"--out={out}", f"--data_dir={synthetic_data_dir}", "--jobs=2"], cwd=elsewhere, env=env,
-                        capture_output=True, text=True, timeout=900)
+                         f"--out={out}", f"--data_dir={tmp_path_factory.mktemp('tfds')}", "--jobs=2"],
+                        cwd=elsewhere, env=env, capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   assert not os.path.exists(os.path.join(elsewhere, "runs"))  # --out given: nothing written in the current folder
   return out, proc.stdout

@@ -9,11 +9,11 @@ restores the body part's pretraining starts only after that pretraining finished
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import dataclasses
 import json
 import multiprocessing
 import os
-import queue
 import sys
 import time
 
@@ -158,30 +158,34 @@ def _run_side_by_side(todo: list[_Task], args: argparse.Namespace, total: int, s
   """
   waiting = sorted(todo, key=_priority)
   pending_pretraining = {t.part for t in todo if t.arm.name == PRETRAIN_ARM}
-  finished: queue.Queue = queue.Queue()
-  running: dict[int, _Task] = {}
-  # spawn: each worker starts its own TensorFlow (a forked TensorFlow runtime is not safe to use).
-  with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
+  running: dict[concurrent.futures.Future, _Task] = {}
+  # spawn: each worker starts its own TensorFlow (a forked TensorFlow runtime is not safe to use). The executor's
+  # workers are not daemons, so an arm may start processes of its own (mura_synthetic renders with a process pool).
+  with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
     while waiting or running:
       ready = [t for t in waiting if not (t.needs_pretraining and t.part in pending_pretraining)]
       for task in ready[:args.jobs - len(running)]:
         waiting.remove(task)
-        running[task.number] = task
         print(f"[{task.number}/{total}] {task.part} {task.arm.name} started (elapsed {_fmt(time.time() - start)}), "
               f"output in {task.run_dir.log}\n  python run.py {' '.join(task.argv)}", flush=True)
-        pool.apply_async(_worker, (task,), callback=finished.put,
-                         error_callback=lambda e, n=task.number: finished.put((n, e)))
-      number, outcome = finished.get()
-      task = running.pop(number)
-      if isinstance(outcome, BaseException):
-        with open(task.run_dir.log) as f:
-          tail = f.read()[-3000:]
-        print(f"\n[{number}/{total}] {task.part} {task.arm.name} failed: {outcome!r}\n--- end of {task.run_dir.log} "
-              f"---\n{tail}", file=sys.stderr, flush=True)
-        pool.terminate()
-        return 1
-      if task.arm.name == PRETRAIN_ARM:
-        pending_pretraining.discard(task.part)
-      print(f"[{number}/{total}] {task.part} {task.arm.name} finished in {_fmt(outcome)} "
-            f"(elapsed {_fmt(time.time() - start)}, {len(waiting) + len(running)} to go)", flush=True)
+        running[pool.submit(_worker, task)] = task
+      done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+      for future in done:
+        task = running.pop(future)
+        error = future.exception()
+        if error is not None:
+          with open(task.run_dir.log) as f:
+            tail = f.read()[-3000:]
+          print(f"\n[{task.number}/{total}] {task.part} {task.arm.name} failed: {error!r}\n--- end of "
+                f"{task.run_dir.log} ---\n{tail}", file=sys.stderr, flush=True)
+          if running:
+            print("Waiting for the arms still running to finish (a rerun with the same --out skips them).",
+                  file=sys.stderr, flush=True)
+          pool.shutdown(wait=True, cancel_futures=True)
+          return 1
+        if task.arm.name == PRETRAIN_ARM:
+          pending_pretraining.discard(task.part)
+        _, seconds = future.result()
+        print(f"[{task.number}/{total}] {task.part} {task.arm.name} finished in {_fmt(seconds)} "
+              f"(elapsed {_fmt(time.time() - start)}, {len(waiting) + len(running)} to go)", flush=True)
   return 0
