@@ -276,7 +276,8 @@ def _check_paths(config: Config) -> None:
   if config.checkpoint:
     from simclr_mura.training.checkpoints import resolve  # raises the one-line UserError
     resolve(config.checkpoint)
-  if config.backbone_weights not in ("none", "imagenet") and not tf.io.gfile.exists(config.backbone_weights):
+  weights = config.backbone_weights
+  if weights not in ("none", "imagenet") and (not tf.io.gfile.exists(weights) or tf.io.gfile.isdir(weights)):
     _fail(f"--backbone_weights={config.backbone_weights}: no such file; accepted: none, imagenet, or a path to a "
           "Keras weights file")
   if config.mura_dir and not tf.io.gfile.isdir(config.mura_dir):

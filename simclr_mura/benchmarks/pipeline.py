@@ -55,9 +55,10 @@ def decode_dataset(builder: tfds.core.DatasetBuilder, s: PipelineSettings) -> tf
 def plain_dataset(builder: tfds.core.DatasetBuilder, s: PipelineSettings) -> tf.data.Dataset:
   """The simplest correct two-view pipeline, written with `tf.image` alone: the yardstick for the project's own.
 
-  Per image: PNG decode, then twice: random resized crop (SimCLR's area 0.08-1 and aspect 3/4-4/3) with a bicubic
-  resize to size x size, random left-right flip, random brightness and contrast, clip to [0, 1]; the two views
-  stacked, [B, 2, size, size, 1] batches.
+  Per image: PNG decode (TFDS), a shuffle buffer as large as the trainer's (a training pipeline reshuffles its
+  examples every epoch, as SimCLR's data.py does; reading alone repeats one order), then twice: random resized crop
+  (SimCLR's area 0.08-1 and aspect 3/4-4/3) with a bicubic resize to size x size, random left-right flip, random
+  brightness and contrast, clip to [0, 1]; the two views stacked, [B, 2, size, size, 1] batches.
   """
   size = s.image_size
   whole = tf.constant([0.0, 0.0, 1.0, 1.0], shape=[1, 1, 4])
@@ -76,7 +77,8 @@ def plain_dataset(builder: tfds.core.DatasetBuilder, s: PipelineSettings) -> tf.
     image = tf.image.convert_image_dtype(e["image"], tf.float32)
     return tf.stack([view(image), view(image)])
 
-  ds = builder.as_dataset(split=s.split, shuffle_files=True, read_config=_read_config()).repeat()
+  ds = builder.as_dataset(split=s.split, shuffle_files=True, read_config=_read_config())
+  ds = ds.shuffle(input_pipeline.shuffle_buffer_size(s.batch_size), reshuffle_each_iteration=True).repeat()
   return _finish(ds.map(two_views, num_parallel_calls=tf.data.AUTOTUNE), s.batch_size, s.cores)
 
 

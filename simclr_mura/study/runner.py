@@ -126,8 +126,11 @@ def _run_in_turn(todo: list[_Task], total: int, start: float) -> None:
 
 
 def _priority(task: _Task) -> tuple[int, int]:
-  """Pretraining first (the SimCLR arms wait for it), then the longest arm (DenseNet-169), then in plan order."""
-  return ({PRETRAIN_ARM: 0, BASELINE_ARM: 1}.get(task.arm.name, 2), task.number)
+  """Longest first, so that no long arm is left to run alone at the end: pretraining (the SimCLR arms also wait for
+  it), DenseNet-169, the arms on all of `train`, then those on a label subset; in plan order within each."""
+  if task.arm.name in (PRETRAIN_ARM, BASELINE_ARM):
+    return (0 if task.arm.name == PRETRAIN_ARM else 1, task.number)
+  return (2 if "--train_split=train" in task.argv else 3, task.number)
 
 
 def _worker(task: _Task) -> tuple[int, float]:
