@@ -189,3 +189,67 @@ def test_workers_read_disjoint_shares_that_cover_the_split(synthetic_data_dir, s
   assert sorted(seen[0] + seen[1]) == sorted(ids(split))
   assert input_pipeline.worker_split(split, None) == split
   assert input_pipeline.worker_split(split, tf.distribute.InputContext(1, 0, 1)) == split
+
+
+_WORKER_SCRIPT = """
+import json, sys
+import simclr_mura  # noqa: F401  (CPU defaults before TensorFlow)
+import tensorflow as tf
+import tensorflow_datasets as tfds
+import simclr_mura.datasets  # noqa: F401
+from simclr_mura.data import input_pipeline
+
+strategy = tf.distribute.MultiWorkerMirroredStrategy()
+builder = tfds.builder("mura_synthetic/elbow", data_dir=sys.argv[1])
+
+def input_fn(context):
+  share = input_pipeline.worker_split("train", context)
+  ds = builder.as_dataset(split=share, shuffle_files=True, decoders={"image": tfds.decode.SkipDecoding()})
+  return ds.map(lambda e: e["image_id"]).batch(1)
+
+seen = []
+for batch in strategy.distribute_datasets_from_function(input_fn):
+  seen += [x.decode() for t in strategy.experimental_local_results(batch) for x in t.numpy()]
+with open(sys.argv[2], "w") as f:
+  json.dump(seen, f)
+"""
+
+
+@pytest.mark.slow
+def test_two_workers_on_localhost_see_disjoint_shares_covering_train(synthetic_data_dir, tmp_path):
+  """Two MultiWorkerMirroredStrategy workers on localhost read the training split through
+  `distribute_datasets_from_function` as the trainer does: the image ids each saw in one epoch are disjoint and
+  together every image of `train` once."""
+  import json
+  import os
+  import socket
+  import subprocess
+  import sys
+
+  from conftest import REPO
+
+  ports = []
+  for _ in range(2):
+    with socket.socket() as s:
+      s.bind(("localhost", 0))
+      ports.append(s.getsockname()[1])
+  cluster = {"worker": [f"localhost:{p}" for p in ports]}
+  script = tmp_path / "worker.py"
+  script.write_text(_WORKER_SCRIPT)
+  procs, outs = [], [str(tmp_path / f"ids_{i}.json") for i in range(2)]
+  for index in range(2):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="",
+               TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+    procs.append(subprocess.Popen([sys.executable, str(script), synthetic_data_dir, outs[index]], cwd=REPO, env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+  logs = [p.communicate(timeout=300)[0] for p in procs]
+  assert all(p.returncode == 0 for p in procs), "\n".join(log[-2000:] for log in logs)
+  seen = []
+  for out in outs:
+    with open(out) as f:
+      seen.append(json.load(f))
+  builder = tfds.builder("mura_synthetic/elbow", data_dir=synthetic_data_dir)
+  everything = [e["image_id"].decode() for e in builder.as_dataset(
+      split="train", decoders={"image": tfds.decode.SkipDecoding()}).as_numpy_iterator()]
+  assert seen[0] and seen[1] and not set(seen[0]) & set(seen[1])
+  assert sorted(seen[0] + seen[1]) == sorted(everything)
