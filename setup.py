@@ -25,7 +25,8 @@ setup(
         "tqdm>=4.66",
     ],
     extras_require={
-        "test": ["pytest>=8,<10", "pytest-timeout>=2.3", "pytest-xdist>=3.5", "dill>=0.3.8"],  # dill: tfds.testing imports it
+        # dill: tfds.testing imports it; pytest-xdist: the suite runs in two processes (pytest.ini)
+        "test": ["pytest>=8,<10", "pytest-timeout>=2.3", "pytest-xdist>=3.5", "dill>=0.3.8"],
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
     },
     entry_points={

@@ -32,8 +32,8 @@ flags.DEFINE_string("train_split", _D.train_split, "TFDS split expression to tra
                     "train[:10%].")
 flags.DEFINE_string("eval_split", _D.eval_split, "TFDS split expression to evaluate on.")
 flags.DEFINE_string("validation_split", _D.validation_split,
-                    "Split evaluated every epoch while fine-tuning (every --checkpoint_steps when an epoch is shorter): "
-                    "model selection; never the test split.")
+                    "Split evaluated every epoch while fine-tuning (every --checkpoint_steps when an epoch is "
+                    "shorter): model selection; never the test split.")
 flags.DEFINE_string("data_dir", _D.data_dir, "TFDS data_dir (prepared datasets); TFDS's default when unset.")
 flags.DEFINE_string("mura_dir", _D.mura_dir, "Folder holding MURA-v1.1/ (or MURA-v1.1/ itself): the manual download.")
 flags.DEFINE_float("synthetic_scale", _D.synthetic_scale,

@@ -23,9 +23,9 @@ class FusedAdam(keras.optimizers.Adam):
   """Keras's Adam with each variable's update in TensorFlow's one `ResourceApplyAdam` kernel.
 
   The same rule as `keras.optimizers.Adam` (lr_t = lr·sqrt(1 − β2^t)/(1 − β1^t); m, v moving averages;
-  w ← w − lr_t·m/(sqrt(v) + ε), ε outside the square root) and the same slots, so checkpoints are interchangeable. Why:
-  Keras's update is about twenty graph ops per variable, and tracing them for DenseNet-169's ~500 variables takes
-  longer on a CPU than the baseline's training steps; one kernel per variable is also one pass over memory.
+  w ← w − lr_t·m/(sqrt(v) + ε), ε outside the square root) and the same slots, so checkpoints are interchangeable.
+  Why: Keras's update is about twenty graph ops per variable, and tracing them for DenseNet-169's ~500 variables
+  takes longer on a CPU than the baseline's training steps; one kernel per variable is also one pass over memory.
   """
 
   def update_step(self, gradient, variable, learning_rate) -> None:

@@ -54,7 +54,8 @@ class _Task:
 
 
 def run_arm(argv: list[str] | tuple[str, ...], done_json: str) -> float:
-  """Trains and evaluates one arm in this process (as `python run.py ARGV`), then writes `done_json`; returns seconds."""
+  """Trains and evaluates one arm in this process (as `python run.py ARGV`), then writes `done_json`; returns its
+  seconds."""
   import keras
 
   from simclr_mura import flags as trainer_flags

@@ -120,7 +120,8 @@ def _set_up(config: Config, strategy: tf.distribute.Strategy, builder) -> Run:
       if config.zero_init_logits_layer:
         zero_supervised_head(model)
   return Run(config=config, strategy=strategy, builder=builder, model=model, optimizer=optimizer,
-             global_step=global_step, selection=selection, checkpointer=checkpointer, chief=chief, num_train_examples=num_train,
+             global_step=global_step, selection=selection, checkpointer=checkpointer, chief=chief,
+             num_train_examples=num_train,
              total_steps=counts.total_steps, epoch_steps=counts.epoch_steps,
              checkpoint_steps=counts.checkpoint_steps, predict_step=evaluation.make_predict_step(model))
 
