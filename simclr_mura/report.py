@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
@@ -38,7 +37,9 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
   parser.add_argument("--skip_explore", action="store_true", help="skip the data-exploration section")
   parser.add_argument("--skip_gradcam", action="store_true", help="skip the Grad-CAM section")
   args = parser.parse_args(argv)
-  if not os.path.isdir(args.study):
+  import tensorflow as tf  # tf.io.gfile: the study may be on gs://
+
+  if not tf.io.gfile.isdir(args.study):
     parser.error(f"--study={args.study}: no such folder; accepted: a study folder (<study>/<part>/<arm>/)")
   reasons: Dict[str, str] = {}
   explore_fn = gradcam_fn = None

@@ -82,3 +82,19 @@ def test_kill_9_after_a_validation_keeps_the_selection_state(synthetic_data_dir,
   assert [s for s, _ in curve] == [2, 4, 6, 8, 10, 12]  # every validation of the run, before and after the kill
   best_score = float(final.get_tensor("selection/best_score/.ATTRIBUTES/VARIABLE_VALUE"))
   assert best_score == pytest.approx(max(v for _, v in curve), abs=1e-6)
+
+
+def test_a_checkpoint_written_before_the_selection_state_existed_still_resumes(tmp_path):
+  from simclr_mura.training import checkpoints
+  model = keras.Sequential([keras.layers.Dense(2)])
+  model.build((None, 3))
+  optimizer = keras.optimizers.SGD(0.1)
+  optimizer.build(model.trainable_variables)
+  step = tf.Variable(5, dtype=tf.int64)
+  tf.train.CheckpointManager(tf.train.Checkpoint(model=model, optimizer=optimizer, global_step=step), str(tmp_path),
+                             max_to_keep=1, checkpoint_name=RunDir.CHECKPOINT_PREFIX).save(checkpoint_number=5)
+  step.assign(0)
+  selection = trainer.SelectionState()
+  checkpointer = checkpoints.Checkpointer(model, optimizer, step, str(tmp_path), 1, selection=selection)
+  assert checkpointer.restore_latest().endswith("ckpt-5")
+  assert int(step.numpy()) == 5 and int(selection.best_step.numpy()) == -1  # the defaults: nothing selected yet

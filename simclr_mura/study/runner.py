@@ -163,6 +163,8 @@ def _run_side_by_side(todo: list[_Task], args: argparse.Namespace, total: int, s
   waiting = sorted(todo, key=_priority)
   pending_pretraining = {t.part for t in todo if t.arm.name == PRETRAIN_ARM}
   running: dict[concurrent.futures.Future, _Task] = {}
+  # Workers on one GPU: each TensorFlow would otherwise reserve nearly all its memory (spawned workers inherit this).
+  os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
   # spawn: each worker starts its own TensorFlow (a forked TensorFlow runtime is not safe to use). The executor's
   # workers are not daemons, so an arm may start processes of its own (mura_synthetic renders with a process pool).
   with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -178,8 +180,15 @@ def _run_side_by_side(todo: list[_Task], args: argparse.Namespace, total: int, s
         task = running.pop(future)
         error = future.exception()
         if error is not None:
-          with open(task.run_dir.log) as f:
-            tail = f.read()[-3000:]
+          if isinstance(error, concurrent.futures.process.BrokenProcessPool):
+            names = ", ".join(f"{t.part} {t.arm.name}" for t in [task, *running.values()])
+            print(f"\nA worker process died (out of memory?) while running: {names}. Their logs: "
+                  f"<arm>/{task.run_dir.LOG}", file=sys.stderr, flush=True)
+            return 1
+          tail = ""
+          if os.path.exists(task.run_dir.log):
+            with open(task.run_dir.log) as f:
+              tail = f.read()[-3000:]
           print(f"\n[{task.number}/{total}] {task.part} {task.arm.name} failed: {error!r}\n--- end of "
                 f"{task.run_dir.log} ---\n{tail}", file=sys.stderr, flush=True)
           if running:

@@ -73,6 +73,8 @@ class Checkpointer:
 
   def __init__(self, model, optimizer, global_step: tf.Variable, model_dir: str, max_to_keep: int,
                chief: bool = True, task_id: int = 0, selection: tf.Module | None = None):
+    self.state = tf.train.Checkpoint(model=model, optimizer=optimizer, global_step=global_step)
+    self.selection = selection
     extra = {"selection": selection} if selection is not None else {}
     self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, global_step=global_step, **extra)
     self.model_dir = model_dir
@@ -84,7 +86,9 @@ class Checkpointer:
     """Restores the newest checkpoint of `model_dir` (resuming a run); returns its path or None."""
     latest = tf.train.latest_checkpoint(self.model_dir)
     if latest:
-      self.checkpoint.restore(latest).assert_existing_objects_matched()
+      self.state.restore(latest).assert_existing_objects_matched()
+      if self.selection is not None:  # absent from checkpoints written before it existed: the defaults stay
+        tf.train.Checkpoint(selection=self.selection).restore(latest).expect_partial()
     return latest
 
   def save(self, step: int) -> str:

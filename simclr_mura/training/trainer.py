@@ -163,10 +163,16 @@ def train(job: Run) -> dict:
   validation = None
   if not pretrain:
     validation = input_pipeline.eval_data(job.builder, config, config.validation_split, config.eval_batch_size)
-    best = tf.train.CheckpointManager(tf.train.Checkpoint(model=model, global_step=job.global_step),
-                                      RunDir(job.checkpointer.write_dir).best_dir, max_to_keep=1,
-                                      checkpoint_name=RunDir.CHECKPOINT_PREFIX)
     state, plateau = job.selection, _Plateau(config, job.optimizer, job.selection)
+    best_dir = RunDir(job.checkpointer.write_dir).best_dir
+    best_prefix = tf.train.latest_checkpoint(best_dir)
+    if start > 0 and best_prefix:
+      # best/ is written the moment the score improves, the full checkpoint only every --checkpoint_steps: the best
+      # score and step come from best/ itself (it may be newer than the checkpoint the run resumes from).
+      tf.train.Checkpoint(selection=tf.train.Checkpoint(best_score=state.best_score, best_step=state.best_step)
+                          ).restore(best_prefix).expect_partial()
+    best = tf.train.CheckpointManager(tf.train.Checkpoint(model=model, global_step=job.global_step, selection=state),
+                                      best_dir, max_to_keep=1, checkpoint_name=RunDir.CHECKPOINT_PREFIX)
     if start > 0 and state.best_step.numpy() >= 0:
       print(f"Resumed model selection: best {config.validation_split} score {state.best_score.numpy():.4f} at step "
             f"{state.best_step.numpy()}")
