@@ -50,12 +50,12 @@ def test_cli_synthetic_scale_and_errors(tmp_path, capsys):
   prepare.run(["--dataset=mura_synthetic/elbow", f"--data_dir={tmp_path}", "--scale=0.01"])
   assert "mura_synthetic/elbow ready in" in capsys.readouterr().out
   assert os.path.isdir(tmp_path / "mura_synthetic" / "elbow-scale0.01-seed0" / "1.2.0")
-  with pytest.raises(SystemExit) as e:
-    prepare.run(["--dataset=mura/knee", f"--data_dir={tmp_path}"])
-  assert "unknown dataset 'mura/knee'" in str(e.value.code)
-  with pytest.raises(SystemExit) as e:
-    prepare.run(["--dataset=mura/elbow", f"--data_dir={tmp_path}"])
-  assert "https://stanfordmlgroup.github.io/competitions/mura/" in str(e.value.code)
-  with pytest.raises(SystemExit) as e:  # real MURA has one size: a --scale is refused, not ignored
-    prepare.run(["--dataset=mura/elbow", f"--data_dir={tmp_path}", "--scale=0.3"])
-  assert "applies to mura_synthetic only, not to 'mura/elbow'" in str(e.value.code)
+  for argv, message in (
+      (["--dataset=mura/knee"], "unknown dataset 'mura/knee'"),
+      (["--dataset=mura/elbow"], "https://stanfordmlgroup.github.io/competitions/mura/"),
+      # real MURA has one size: a --scale is refused, not ignored
+      (["--dataset=mura/elbow", "--scale=0.3"], "--scale=0.3: accepted: a positive number, with mura_synthetic only")):
+    with pytest.raises(SystemExit) as e:
+      prepare.run([*argv, f"--data_dir={tmp_path}"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and message in err and err.startswith("python -m simclr_mura.prepare: error: "), err

@@ -129,7 +129,8 @@ def test_two_jobs_run_arms_side_by_side_after_their_pretraining(tiny_study):
       done = json.load(f)
     times[arm] = (done["started"], done["finished"])
     with open(run_dir.log) as f:
-      assert f.readline().startswith("python run.py ") and "--model_dir=" + run_dir.path in f.read(), arm
+      log = f.read()
+    assert log.startswith("python run.py ") and "--model_dir=" + run_dir.path in log.splitlines()[0], arm
   for arm in ("simclr_linear", "simclr_finetune_1pct", "simclr_finetune_10pct", "simclr_finetune_100pct"):
     assert times[arm][0] >= times["simclr_pretrain"][1], arm
   spans = sorted(times.values())
