@@ -54,6 +54,10 @@ class Config:
   synthetic_scale: Optional[float] = None  # mura_synthetic only: fraction of MURA's counts (None: the builder's 0.1)
   cache_dataset: bool = False
   image_size: int = 224
+  # a label draw: train on whole patients of train_split, stratified by study type x label with a floor of one normal
+  # and one abnormal study per type (datasets/splits.py); draw k is the same patients everywhere. None: all of it.
+  label_fraction: Optional[float] = None
+  label_draw: int = 0
 
   # --- augmentation (SimCLR data_util.py) ----------------------------------------------------------------------------
   color_jitter_strength: float = 1.0
@@ -77,6 +81,8 @@ class Config:
   se_ratio: float = 0.0  # SimCLRv2 squeeze-excitation when > 0
   batch_norm_decay: float = 0.9
   global_bn: bool = True
+  # fine-tuning on fewer training images than this keeps batch norm in inference mode (freeze_batch_norm); 0: never
+  freeze_bn_below: int = 0
   proj_head_mode: str = "nonlinear"  # nonlinear | linear | none
   proj_out_dim: int = 128
   num_proj_layers: int = 3
@@ -109,6 +115,7 @@ class Config:
   checkpoint_steps: int = 0
   keep_checkpoint_max: int = 5
   threshold: float = 0.5
+  export: bool = True  # write the SavedModel for inference (export/) when training ends
 
   # --- hardware ------------------------------------------------------------------------------------------------------
   strategy: str = "auto"  # auto | one_device | mirrored | multi_worker | tpu
@@ -234,6 +241,13 @@ def validate(config: Config) -> None:
     _check_range(config, "synthetic_scale", 0, low_open=True)
   for flag in ("train_split", "eval_split", "validation_split"):
     check_split(flag, getattr(config, flag))
+  if config.label_fraction is not None:
+    _check_range(config, "label_fraction", 0, 1, low_open=True)
+  _check_range(config, "label_draw", 0)
+  _check_range(config, "freeze_bn_below", 0)
+  if config.label_draw and config.label_fraction is None:
+    _fail(f"--label_draw={config.label_draw} selects a draw of --label_fraction, which is unset; accepted: "
+          "--label_fraction in (0, 1] with it, or --label_draw=0")
   if config.train_mode == "finetune" and "test" in config.validation_split:
     _fail("--validation_split=test would choose the model on the test split; accepted: validation (or a split "
           "without test)")

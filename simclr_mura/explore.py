@@ -21,10 +21,11 @@ def run(argv: Sequence[str] | None = None) -> None:
   p.add_argument("--out", required=True, help="output folder for tables and figures")
   p.add_argument("--data_dir", default=None, help="prepared datasets folder (default: TFDS's)")
   p.add_argument("--mura_dir", default=None, help="MURA-v1.1/ or the folder containing it (mura only)")
+  p.add_argument("--scale", type=float, default=None, help="mura_synthetic only: its size (as simclr-mura-prepare)")
   args = p.parse_args(argv)
   try:
     check_data_args(args.dataset, args.mura_dir)
-    paths = explore(args.dataset, args.out, data_dir=args.data_dir, mura_dir=args.mura_dir)
+    paths = explore(args.dataset, args.out, data_dir=args.data_dir, mura_dir=args.mura_dir, scale=args.scale)
   except (ValueError, FileNotFoundError) as e:
     exit_with(p.prog, UserError(str(e)))
   for name, path in paths.items():

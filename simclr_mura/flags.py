@@ -40,6 +40,12 @@ flags.DEFINE_float("synthetic_scale", _D.synthetic_scale,
                    "mura_synthetic only: the size of its training data as a fraction of MURA v1.1's counts (unset: "
                    "the default 0.1; 1.0: about 40,000 images); its test split has MURA's size at every scale. "
                    "Another size is prepared in its own folder.", lower_bound=0.001)
+flags.DEFINE_float("label_fraction", _D.label_fraction,
+                   "Train on this fraction of --train_split's images, drawn by whole patients, stratified by study "
+                   "type x label, with at least one normal and one abnormal study per study type (unset: all). Draw 0 "
+                   "with 0.01 / 0.1 on train is train_1pct / train_10pct.")
+flags.DEFINE_integer("label_draw", _D.label_draw,
+                     "Which draw of --label_fraction (k >= 0): fixed by k alone, the same patients on every machine.")
 flags.DEFINE_bool("cache_dataset", _D.cache_dataset, "Cache the decoded dataset in memory (small datasets only).")
 flags.DEFINE_integer("image_size", _D.image_size, "Input image side in pixels.")
 
@@ -67,6 +73,10 @@ flags.DEFINE_float("sk_ratio", _D.sk_ratio, "If it is bigger than 0, it will ena
                    "and ResNet-D stem and shortcuts). Recommendation: 0.0625.")
 flags.DEFINE_float("se_ratio", _D.se_ratio, "If it is bigger than 0, it will enable SE (squeeze-excitation).")
 flags.DEFINE_float("batch_norm_decay", _D.batch_norm_decay, "Batch norm decay (momentum) parameter.")
+flags.DEFINE_integer("freeze_bn_below", _D.freeze_bn_below,
+                     "Fine-tuning on fewer training images than this (a small label draw) keeps every batch-norm layer "
+                     "in inference mode: its moving statistics (learnt in pretraining) and its scale and offset stay "
+                     "as they are. 0: never.")
 flags.DEFINE_bool("global_bn", _D.global_bn, "Aggregate batch norm statistics across replicas.")
 flags.DEFINE_enum("proj_head_mode", _D.proj_head_mode, CHOICES["proj_head_mode"], "Projection head mode.")
 flags.DEFINE_integer("proj_out_dim", _D.proj_out_dim, "Number of head projection dimensions.")
@@ -108,6 +118,8 @@ flags.DEFINE_integer("checkpoint_epochs", _D.checkpoint_epochs, "Epochs between 
 flags.DEFINE_integer("checkpoint_steps", _D.checkpoint_steps, "Steps between checkpoints; overrides "
                      "checkpoint_epochs if > 0.")
 flags.DEFINE_integer("keep_checkpoint_max", _D.keep_checkpoint_max, "Maximum number of checkpoints to keep.")
+flags.DEFINE_bool("export", _D.export, "Write the model for inference (export/, read by simclr-mura-predict) when "
+                  "training ends.")
 flags.DEFINE_float("threshold", _D.threshold, "A study/image is abnormal when its (mean) probability is above it.")
 
 # --- hardware -------------------------------------------------------------------------------------------------------

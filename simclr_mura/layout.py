@@ -16,27 +16,52 @@ LABELS: tuple[str, ...] = ("normal", "abnormal")  # positive folder = abnormal =
 # The named TFDS splits (any TFDS split expression over them is accepted too).
 SPLITS: tuple[str, ...] = ("train", "validation", "test", "train_10pct", "train_1pct")
 
-# The study's label fractions: arm-name suffix -> the split its supervised arms train on.
-LABEL_FRACTIONS: dict[str, str] = {"1pct": "train_1pct", "10pct": "train_10pct", "100pct": "train"}
+# The study's label fractions: arm-name suffix -> the fraction of `train`'s labels its supervised arms train on
+# (--label_fraction). Below 100% an arm runs several paired label draws (--label_draw), each in its own folder.
+LABEL_FRACTIONS: dict[str, float] = {"1pct": 0.01, "10pct": 0.10, "100pct": 1.0}
+DRAWN_FRACTIONS: tuple[str, ...] = ("1pct", "10pct")
 REPORT_DIR = "report"  # the study's report folder, <out>/report
+POOLED = "pooled"  # the report's body part that scores all parts' test studies together
+PRETRAIN_POOLS: tuple[str, ...] = ("union", "per_part", "all")  # the images SimCLR pretrains on (./run.sh)
 PRETRAIN_ARM = "simclr_pretrain"
-LINEAR_ARM = "simclr_linear"
 BASELINE_ARM = "baseline"
+SCRATCH = "scratch"  # arm families: <family>_<fraction>
+LINEAR = "simclr_linear"
+FINETUNE = "simclr_finetune"
+FAMILIES: tuple[str, ...] = (SCRATCH, LINEAR, FINETUNE)
+
+
+def arm_name(family: str, fraction: str) -> str:
+  """`simclr_finetune_1pct` for (FINETUNE, "1pct")."""
+  return f"{family}_{fraction}"
+
+
+def draw_folder(draw: int) -> str:
+  """The sub-folder of a drawn arm (1% and 10%) holding one label draw's run: `draw<k>`."""
+  return f"draw{int(draw)}"
+
+
 # Every arm, in the order the report lists them.
-ARMS: tuple[str, ...] = (BASELINE_ARM, *(f"scratch_{f}" for f in LABEL_FRACTIONS), PRETRAIN_ARM, LINEAR_ARM,
-                         *(f"simclr_finetune_{f}" for f in LABEL_FRACTIONS))
+ARMS: tuple[str, ...] = (BASELINE_ARM, *(arm_name(SCRATCH, f) for f in LABEL_FRACTIONS), PRETRAIN_ARM,
+                         *(arm_name(LINEAR, f) for f in LABEL_FRACTIONS),
+                         *(arm_name(FINETUNE, f) for f in LABEL_FRACTIONS))
 UNEVALUATED_ARMS: tuple[str, ...] = (PRETRAIN_ARM,)  # pretraining has no labels to score; it leaves training curves
+
+
+def _labels(fraction: str) -> str:
+  return "all of `train`'s labels" if fraction == "100pct" else f"{fraction[:-3]}% of `train`'s labels (by patient)"
+
+
 ARM_DESCRIPTIONS: dict[str, str] = {
     BASELINE_ARM: "DenseNet-169 trained supervised on 100% of the labels: the MURA paper's architecture, as a "
                   "reference",
-    **{f"scratch_{f}": f"ResNet trained supervised from random initialisation on `{split}`"
-       + (" (the like-for-like control)" if f == "1pct" else "") for f, split in LABEL_FRACTIONS.items()},
-    PRETRAIN_ARM: "SimCLR contrastive pretraining of the same ResNet on `train` images, labels unused (not "
+    PRETRAIN_ARM: "SimCLR contrastive pretraining of the ResNet on the pool's `train` images, labels unused (not "
                   "evaluated; training curves only)",
-    LINEAR_ARM: "linear evaluation: a logistic layer on the frozen SimCLR encoder (`fine_tune_after_block=4`), "
-                "trained on `train`",
-    **{f"simclr_finetune_{f}": f"the SimCLR encoder fine-tuned end to end on `{split}`"
-       for f, split in LABEL_FRACTIONS.items()},
+    **{arm_name(SCRATCH, f): f"the ResNet trained from random initialisation on {_labels(f)}, with the fine-tuning "
+                             "recipe (the like-for-like control)" for f in LABEL_FRACTIONS},
+    **{arm_name(LINEAR, f): f"linear evaluation: a logistic layer on the frozen SimCLR encoder, trained on {_labels(f)}"
+       for f in LABEL_FRACTIONS},
+    **{arm_name(FINETUNE, f): f"the SimCLR encoder fine-tuned end to end on {_labels(f)}" for f in LABEL_FRACTIONS},
 }
 
 PathLike = Union[str, "os.PathLike[str]"]

@@ -9,6 +9,7 @@ import sys
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
 from simclr_mura.errors import ArgumentParser
+from simclr_mura.layout import draw_folder
 from simclr_mura.study import collect
 from simclr_mura.study.report import build_report
 
@@ -30,9 +31,10 @@ def _load_hook(module: str, attr: str) -> Tuple[Optional[Callable], Optional[str
 
 
 def run(argv: Optional[Sequence[str]] = None) -> int:
-  """`python -m simclr_mura.report --study=DIR [--out=DIR]`: builds the report and prints the table."""
+  """`python -m simclr_mura.report --study=DIR [--out=DIR]`: builds the report and prints the primary endpoint and
+  the summary table."""
   parser = ArgumentParser(prog="simclr-mura-report", description=__doc__.split("\n\n")[0])
-  parser.add_argument("--study", required=True, help="the study folder (<study>/<part>/<arm>/)")
+  parser.add_argument("--study", required=True, help="the study folder (<study>/<part>/<arm>/[draw<k>/])")
   parser.add_argument("--out", default=None, help="where to write the report (default <study>/report)")
   parser.add_argument("--skip_explore", action="store_true", help="skip the data-exploration section")
   parser.add_argument("--skip_gradcam", action="store_true", help="skip the Grad-CAM section")
@@ -47,10 +49,10 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     reasons["explore"] = "--skip_explore"
   else:
     explore_fn, reasons["explore"] = _load_hook("simclr_mura.data.explore", "explore")
-    data_dir = collect.study_data_dir(args.study)
-    if explore_fn is not None and data_dir:
+    options = collect.study_data_options(args.study)  # the size and place the runs prepared their data at
+    if explore_fn is not None and options:
       raw = explore_fn
-      explore_fn = lambda dataset, out: raw(dataset, out, data_dir=data_dir)  # noqa: E731
+      explore_fn = lambda dataset, out: raw(dataset, out, **options)  # noqa: E731
   if args.skip_gradcam:
     reasons["gradcam"] = "--skip_gradcam"
   else:
@@ -59,7 +61,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
   report = build_report(args.study, args.out, explore_fn=explore_fn, gradcam_fn=gradcam_fn, skip_reasons=reasons)
   print(report["table"])
   for m in report["missing"]:
-    print(f"missing: {m['body_part']}/{m['arm']}: {m['reason']}")
+    draw = f"/{draw_folder(m['draw'])}" if m.get("draw") is not None else ""
+    print(f"missing: {m['body_part']}/{m['arm']}{draw}: {m['reason']}")
   for w in report["warnings"]:
     print(f"warning: {w}", file=sys.stderr)
   for name, why in reasons.items():

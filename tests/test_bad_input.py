@@ -53,6 +53,12 @@ TRAINER_CASES = [
     (["--proj_head_mode=linear", "--ft_proj_selector=2"], "--ft_proj_selector=2 is not valid with "
                                                           "--proj_head_mode=linear and --num_proj_layers=3; accepted: 0..1"),
     (["--mode=eval", "--lineareval_while_pretraining=false"], "needs --lineareval_while_pretraining"),
+    (["--label_fraction=0"], "--label_fraction=0 is out of range; accepted: > 0 and <= 1"),
+    (["--label_fraction=1.5"], "--label_fraction=1.5 is out of range; accepted: > 0 and <= 1"),
+    (["--label_fraction=0.1", "--label_draw=-1"], "--label_draw=-1 is out of range; accepted: >= 0"),
+    (["--label_draw=3"], "--label_draw=3 selects a draw of --label_fraction, which is unset; accepted: "
+                         "--label_fraction in (0, 1] with it"),
+    (["--dataset=mura_synthetic/elbow+knee"], "unknown dataset 'mura_synthetic/elbow+knee'; accepted:"),
 ]
 
 
@@ -67,7 +73,8 @@ def test_trainer_refuses_bad_flags_in_one_line_before_any_work(flags, message, t
 
 OTHER_CASES = [
     (study_cli.run, ["--parts=elbow,knee"], "./run.sh: error: --parts: unknown body part(s) knee; accepted: elbow"),
-    (study_cli.run, ["--preset=huge"], "argument --preset: invalid choice: 'huge' (choose from 'quick', 'paper', 'tiny')"),
+    (study_cli.run, ["--preset=huge"],
+     "argument --preset: invalid choice: 'huge' (choose from 'quick', 'cpu', 'paper', 'tiny')"),
     (study_cli.run, ["--jobs=0"], "--jobs=0: accepted: a whole number of at least 1"),
     (study_cli.run, ["--mura_dir=/nonexistent/MURA"], "--mura_dir=/nonexistent/MURA is not a folder"),
     (predict.run, ["--model_dir={tmp}/none", "x.png"], "--model_dir={tmp}/none is not a folder; accepted: a finished"),

@@ -1,4 +1,5 @@
-"""The `mura` builder on small MURA-v1.1-format trees written here: features, splits, validation errors."""
+"""The `mura` builder on small MURA-v1.1-format trees written here: features, splits, their order, validation errors."""
+import collections
 import io
 import os
 import random
@@ -161,7 +162,10 @@ def test_splits_patient_level_and_nested(built_all, tree):
   assert ids["train_1pct"]
   for small, big in (("train_1pct", "train_10pct"), ("train_10pct", "train")):  # whole patients
     assert {i for i, ex in ids[big].items() if ex["patient_id"].decode() in patients[small]} == set(ids[small])
-  assert 0 < len(ids["train_10pct"]) <= 0.1 * len(ids["train"])
+  # the floor: a normal and an abnormal study of every study type train has one of (this tiny tree: more than 10%)
+  cells = {s: {(int(ex["study_type"]), int(ex["label"])) for ex in v.values()} for s, v in ids.items()}
+  assert len(cells["train"]) == 8
+  assert cells["train_1pct"] == cells["train_10pct"] == cells["train"]
 
 
 def test_multi_type_patients_keep_their_side_in_every_config(built_all, tree, tmp_path):
@@ -181,6 +185,59 @@ def test_slicing(built_all):
   sliced = list(builder.as_dataset("train[:10%]"))
   assert len(sliced) == round(n * 10 / 100)
   assert builder.info.splits["train[:10%]"].num_examples == len(sliced)
+
+
+def order_spec():
+  """About 300 train patients of three study types, enough that the 10% subset is its quotas, not its floor."""
+  rnd = random.Random(11)
+  studies = []
+  for p in range(1, 301):
+    numbers = collections.Counter()
+    for _ in range(rnd.choice((1, 1, 2))):
+      study_type = rnd.choice(("elbow", "hand", "shoulder"))
+      numbers[study_type] += 1
+      studies.append(("train", study_type, f"patient{p:05d}", numbers[study_type], int(rnd.random() < 0.4),
+                      rnd.randint(1, 3), ["L"]))
+  for p in range(401, 407):
+    studies.append(("valid", ["elbow", "hand", "shoulder"][p % 3], f"patient{p:05d}", 1, p % 2, 2, ["L"]))
+  return studies
+
+
+def _read_in_order(builder, split):
+  """(image_id, patient_id, study_id, study type name, label) of a split in stored order."""
+  names = builder.info.features["study_type"].names
+  ds = builder.as_dataset(split, shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()})
+  return [(ex["image_id"].decode(), ex["patient_id"].decode(), ex["study_id"].decode(), names[ex["study_type"]],
+           int(ex["label"])) for ex in tfds.as_numpy(ds)]
+
+
+@pytest.mark.slow  # builds a dataset of about 900 images
+def test_train_stored_in_patient_order_with_the_subsets_as_prefixes(tmp_path):
+  root = str(tmp_path / "src")
+  write_tree(root, order_spec())
+  builder = build("mura/elbow_hand_shoulder", tmp_path / "tfds", root)
+  assert builder.info.disable_shuffling
+  assert tfds.builder("mura/elbow_hand_shoulder", data_dir=str(tmp_path / "tfds")).info.disable_shuffling  # on disk
+  got = {s: _read_in_order(builder, s) for s in layout.SPLITS}
+  train, n = got["train"], len(got["train"])
+  one, ten = ({row[1] for row in got[s]} for s in ("train_1pct", "train_10pct"))
+  # the promised order, from the subsets' patients and the documented walk (SHA-256 of seed, draw 0 and the id)
+  walk = {p: layout.stable_hash64(f"{splits.SUBSET_SEED}/draw0/{p}") for p in {row[1] for row in train}}
+  group = lambda p: 0 if p in one else 1 if p in ten else 2  # noqa: E731
+  assert [row[0] for row in train] == [row[0] for row in sorted(train, key=lambda r: (group(r[1]), walk[r[1]], r[0]))]
+  for name, patients in (("train_1pct", one), ("train_10pct", ten)):  # subsets in train's order: 1% leads 10%
+    assert got[name] == [row for row in train if row[1] in patients]
+  for name in ("validation", "test"):
+    assert [row[0] for row in got[name]] == sorted(row[0] for row in got[name])
+  # the 10% subset is its quotas here (the floor adds at most a patient), so train[:10%] is it up to one patient
+  assert abs(len(got["train_10pct"]) - n / 10) <= 3
+  head = {row[1] for row in _read_in_order(builder, "train[:10%]")}
+  assert len(head ^ ten) <= 1
+  head = {row[1] for row in _read_in_order(builder, "train[:1%]")}
+  assert head <= one if len(got["train_1pct"]) >= round(n / 100) else len(head ^ one) <= 1
+  # the trainer's label draw 0, from the stored train split, is the stored subsets
+  rows = [row[1:] for row in train]
+  assert splits.draw_patients(rows, 0.1, 0) == ten and splits.draw_patients(rows, 0.01, 0) == one
 
 
 def test_manual_dir_can_be_mura_folder_itself(tree, tmp_path):
@@ -381,15 +438,18 @@ def test_validation_fraction_is_about_a_fifth_and_stable():
 
 
 @pytest.mark.parametrize("types", [("elbow",), ("elbow", "hand", "shoulder")])
-def test_label_subsets_hit_targets_without_overshoot(types):
+def test_label_subsets_hit_targets(types):
   records = _fake_records(1500, types=types)
   out = splits.assign_splits(records)
   train = out["train"]
   share = np.mean([r.label for r in train])
+  biggest = max(collections.Counter(r.patient_id for r in train).values())
   for name, fraction in (("train_10pct", 0.1), ("train_1pct", 0.01)):
     sub = out[name]
-    assert 0.9 * fraction * len(train) <= len(sub) <= fraction * len(train)
+    # over the target only by the floor: at most one patient per (study type, label) cell
+    assert 0.9 * fraction * len(train) <= len(sub) <= fraction * len(train) + 2 * len(types) * biggest
     assert abs(np.mean([r.label for r in sub]) - share) < 0.05
+    assert {(r.study_type, r.label) for r in sub} == {(t, label) for t in types for label in (0, 1)}
   assert {r.image_id for r in out["train_1pct"]} <= {r.image_id for r in out["train_10pct"]}
   again = splits.assign_splits(list(reversed(records)))
   assert {r.image_id for r in again["train_10pct"]} == {r.image_id for r in out["train_10pct"]}

@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pandas as pd
+import keras
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -196,3 +197,27 @@ def test_export_then_predict_matches_evaluation(finetuned_dir, synthetic_data_di
   assert code == 0 and "probability" in capsys.readouterr().out
   table = pd.read_csv(tmp_path / "p.csv")
   assert set(table["level"]) == {"image", "study"}
+
+
+def _bn_layers(model):
+  return [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+@pytest.mark.parametrize("freeze_bn_below, frozen", [(10_000, True), (0, False)])
+def test_freeze_bn_below_keeps_batch_norm_as_pretrained_on_a_small_label_draw(
+    synthetic_data_dir, pretrained_dir, tmp_path, freeze_bn_below, frozen):
+  """Below --freeze_bn_below training images, fine-tuning leaves every batch-norm layer's moving statistics, scale and
+  offset as the checkpoint has them, while the convolutions still train; without it they change."""
+  config = Config(**TINY, train_mode="finetune", dataset="mura_synthetic/elbow", data_dir=synthetic_data_dir,
+                  model_dir=str(tmp_path), checkpoint=pretrained_dir, ft_proj_selector=1, label_fraction=0.1,
+                  optimizer="adam", learning_rate=0.01, train_steps=3, freeze_bn_below=freeze_bn_below)
+  job = _job(config)
+  layers = _bn_layers(job.model)
+  before = [[w.numpy() for w in layer.weights] for layer in layers]
+  kernels = [v.numpy() for v in job.model.encoder.weights if "kernel" in v.path]
+  trainer.train(job)
+  after = [[w.numpy() for w in layer.weights] for layer in layers]
+  same = all(np.array_equal(a, b) for x, y in zip(before, after) for a, b in zip(x, y))
+  assert same == frozen
+  assert not all(np.array_equal(a, v.numpy()) for a, v in zip(
+      kernels, [v for v in job.model.encoder.weights if "kernel" in v.path]))  # the encoder trained either way

@@ -204,7 +204,7 @@ builder = tfds.builder("mura_synthetic/elbow", data_dir=sys.argv[1])
 
 def input_fn(context):
   share = input_pipeline.worker_split("train", context)
-  ds = builder.as_dataset(split=share, shuffle_files=True, decoders={"image": tfds.decode.SkipDecoding()})
+  ds = builder.as_dataset(split=share, shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()})
   return ds.map(lambda e: e["image_id"]).batch(1)
 
 seen = []

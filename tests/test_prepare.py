@@ -6,6 +6,7 @@ import tensorflow_datasets as tfds
 
 from simclr_mura import prepare
 from simclr_mura.datasets import synthetic
+from simclr_mura.datasets.mura_synthetic import MuraSynthetic
 
 tfds.disable_progress_bar()
 
@@ -49,7 +50,8 @@ def test_cli_builds_and_reports(mura_parent, tmp_path, capsys):
 def test_cli_synthetic_scale_and_errors(tmp_path, capsys):
   prepare.run(["--dataset=mura_synthetic/elbow", f"--data_dir={tmp_path}", "--scale=0.01"])
   assert "mura_synthetic/elbow ready in" in capsys.readouterr().out
-  assert os.path.isdir(tmp_path / "mura_synthetic" / "elbow-scale0.01-seed0" / "1.2.0")
+  version = str(MuraSynthetic.VERSION)
+  assert os.path.isdir(tmp_path / "mura_synthetic" / "elbow-scale0.01-seed0" / version)
   for argv, message in (
       (["--dataset=mura/knee"], "unknown dataset 'mura/knee'"),
       (["--dataset=mura/elbow"], "https://stanfordmlgroup.github.io/competitions/mura/"),

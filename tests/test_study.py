@@ -16,8 +16,7 @@ import pytest
 
 from conftest import REPO
 from simclr_mura.layout import ARMS as ALL_ARMS
-from simclr_mura.layout import RunDir, UNEVALUATED_ARMS
-from simclr_mura.study import arms as study_arms
+from simclr_mura.layout import STUDY_TYPES, RunDir, UNEVALUATED_ARMS
 from simclr_mura.study import cli, runner
 
 ARMS = [a for a in ALL_ARMS if a not in UNEVALUATED_ARMS]
@@ -68,10 +67,21 @@ def _console_script(target: str) -> list[str]:
   return [sys.executable, "-c", f"import sys; from {module} import {function}; sys.exit({function}())"]
 
 
+def _runs(out: str, part: str = "elbow", draws: int = 1) -> list[str]:
+  """The evaluated run folders of one body part of a study with `draws` label draws."""
+  folders = []
+  for arm in ARMS:
+    drawn = not arm.endswith("100pct") and arm != "baseline"
+    folders += [os.path.join(out, part, arm, f"draw{k}") for k in range(draws)] if drawn else [
+        os.path.join(out, part, arm)]
+  return folders
+
+
 @pytest.fixture(scope="module")
 def tiny_study(tmp_path_factory):
-  """The tiny study run by the installed console script `simclr-mura-study` from an unrelated folder, two arms side by
-  side, preparing its data as a first run does (the arms' worker processes render mura_synthetic)."""
+  """The tiny study (one label draw) run by the installed console script `simclr-mura-study` from an unrelated
+  folder, two runs side by side, preparing its data as a first run does (the runs' worker processes render
+  mura_synthetic)."""
   site, scripts = _install(tmp_path_factory)
   for name in ("simclr-mura", "simclr-mura-prepare", "simclr-mura-explore", "simclr-mura-predict", "simclr-mura-report",
                "simclr-mura-study", "simclr-mura-benchmark"):
@@ -85,7 +95,7 @@ def tiny_study(tmp_path_factory):
   assert os.path.isfile(os.path.join(where[1], "tiny.cfg"))
   out = str(tmp_path_factory.mktemp("study"))
   proc = subprocess.run([*_console_script(scripts["simclr-mura-study"]), "--preset=tiny", "--parts=elbow",
-                         f"--out={out}", f"--data_dir={tmp_path_factory.mktemp('tfds')}", "--jobs=2"],
+                         "--draws=1", f"--out={out}", f"--data_dir={tmp_path_factory.mktemp('tfds')}", "--jobs=2"],
                         cwd=elsewhere, env=env, capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   assert not os.path.exists(os.path.join(elsewhere, "runs"))  # --out given: nothing written in the current folder
@@ -95,46 +105,74 @@ def tiny_study(tmp_path_factory):
 @pytest.mark.slow
 def test_every_arm_ran_and_the_report_is_complete(tiny_study):
   out, stdout = tiny_study
-  for arm in ARMS:
-    assert os.path.isfile(os.path.join(out, "elbow", arm, "result.json")), arm
-    assert os.path.isfile(os.path.join(out, "elbow", arm, "predictions_test.csv")), arm
-  assert tf_checkpoint_exists(os.path.join(out, "elbow", "simclr_pretrain"))
+  runs = _runs(out)
+  for folder in runs:
+    assert os.path.isfile(os.path.join(folder, "result.json")), folder
+    assert os.path.isfile(os.path.join(folder, "predictions_test.csv")), folder
+  assert tf_checkpoint_exists(os.path.join(out, "simclr_pretrain"))  # union pretraining: one for the study
   report = os.path.join(out, "report")
   results = pd.read_csv(os.path.join(report, "results.csv"))
-  assert list(results.columns) == ["body_part", "arm", "level", "n", "accuracy", "precision", "recall",
+  assert list(results.columns) == ["body_part", "arm", "draw", "level", "n", "accuracy", "precision", "recall",
                                    "specificity", "f1", "auroc", "kappa"]
-  assert sorted(zip(results["arm"], results["level"])) == sorted((a, l) for a in ARMS for l in ("image", "study"))
+  elbow = results[results["body_part"] == "elbow"]
+  assert sorted(zip(elbow["arm"], elbow["draw"], elbow["level"])) == sorted(
+      (a, 0, l) for a in ARMS for l in ("image", "study"))
+  assert set(results["body_part"]) == {"elbow", "pooled"}
+  summary = pd.read_csv(os.path.join(report, "summary.csv"))
+  assert list(summary.columns) == ["body_part", "arm", "level", "metric", "n_draws", "mean", "sd", "ci_low",
+                                   "ci_high", "ci_method"]
+  comparison = pd.read_csv(os.path.join(report, "comparison.csv"))
+  assert list(comparison.columns) == ["body_part", "fraction", "readout", "level", "metric", "simclr", "scratch",
+                                      "diff", "ci_low", "ci_high", "n_draws"]
+  assert {"finetune", "linear"} == set(comparison["readout"])
   with open(os.path.join(report, "results.md")) as f:
     md = f.read()
+  assert md.index("Primary endpoint") < md.index("0.")  # declared before any number
   pngs = [f for f in os.listdir(report) if f.endswith(".png")]
-  for name in ("label_fraction_elbow.png", "gradcam_elbow.png"):
-    assert name in pngs and name in md
+  for name in ("label_efficiency_elbow.png", "label_efficiency_pooled.png", "gradcam_elbow.png"):
+    assert name in pngs and name in md, name
   assert any(f.startswith("curves_elbow_") for f in pngs)
   assert os.path.isfile(os.path.join(report, "data", "counts.md"))
   for png in pngs:
     with open(os.path.join(report, png), "rb") as f:
       assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-  assert "simclr_finetune_10pct" in stdout and "[9/9]" in stdout  # progress lines and the printed table
+  assert "Primary endpoint" in stdout and "[11/11]" in stdout  # progress lines and the printed table
+
+
+@pytest.mark.slow
+def test_label_draw_arms_train_on_the_same_patients(tiny_study):
+  """Draw 0 of the 1% arms: scratch, linear and fine-tuning train on the same patients, as their flags say."""
+  out, _ = tiny_study
+  flags = []
+  for family in ("scratch", "simclr_linear", "simclr_finetune"):
+    with open(os.path.join(out, "elbow", f"{family}_1pct", "draw0", "flags.json")) as f:
+      flags.append(json.load(f))
+  assert {(f["train_split"], f["label_fraction"], f["label_draw"]) for f in flags} == {("train", 0.01, 0)}
+  with open(os.path.join(out, "elbow", "scratch_1pct", "draw0", RunDir.LOG)) as f:
+    log = f.read()
+  assert "Label draw 0 of 0.01 of train:" in log
 
 
 @pytest.mark.slow
 def test_two_jobs_run_arms_side_by_side_after_their_pretraining(tiny_study):
-  """--jobs=2: arms overlap in time, each leaves its output in its log, and no arm that restores the pretraining
+  """--jobs=2: runs overlap in time, each leaves its output in its log, and no run that restores the pretraining
   starts before the pretraining finished."""
   out, stdout = tiny_study
   times = {}
-  for arm in ["simclr_pretrain", *ARMS]:
-    run_dir = RunDir(os.path.join(out, "elbow", arm))
+  for folder in [os.path.join(out, "simclr_pretrain"), *_runs(out)]:
+    run_dir = RunDir(folder)
     with open(run_dir.done_json) as f:
       done = json.load(f)
-    times[arm] = (done["started"], done["finished"])
+    times[folder] = (done["started"], done["finished"])
     with open(run_dir.log) as f:
       log = f.read()
-    assert log.startswith("python run.py ") and "--model_dir=" + run_dir.path in log.splitlines()[0], arm
-  for arm in ("simclr_linear", "simclr_finetune_1pct", "simclr_finetune_10pct", "simclr_finetune_100pct"):
-    assert times[arm][0] >= times["simclr_pretrain"][1], arm
+    assert log.startswith("python run.py ") and "--model_dir=" + run_dir.path in log.splitlines()[0], folder
+  pretraining = times[os.path.join(out, "simclr_pretrain")]
+  for folder, (started, _) in times.items():
+    if "simclr_linear" in folder or "simclr_finetune" in folder:
+      assert started >= pretraining[1], folder
   spans = sorted(times.values())
-  assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:]))  # two arms ran at once
+  assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:]))  # two runs at once
   assert "2 side by side" in stdout and "started" in stdout and "finished in" in stdout
 
 
@@ -144,23 +182,22 @@ def tf_checkpoint_exists(model_dir):
 
 
 @pytest.mark.slow
-def test_mura_dir_runs_the_same_grid_on_a_mura_format_tree(tmp_path):
-  """`./run.sh --mura_dir=DIR`: the real `mura` builder prepared from a MURA-v1.1 tree, every arm, the report."""
+def test_mura_dir_runs_the_study_on_a_mura_format_tree(tmp_path):
+  """`./run.sh --mura_dir=DIR`: the real `mura` builder prepared from a MURA-v1.1 tree, a label-draw arm, the
+  report (--arms keeps it to one run: the grid itself is the synthetic study's)."""
   from simclr_mura.datasets import synthetic
   synthetic.write_mura_tree(str(tmp_path / "download"), study_types=("elbow",))  # any MURA-v1.1-format tree
   out, data_dir = str(tmp_path / "study"), str(tmp_path / "tfds")
-  proc = _study(f"--mura_dir={tmp_path / 'download'}", "--preset=tiny", "--parts=elbow", f"--out={out}",
-                 f"--data_dir={data_dir}")
+  proc = _study(f"--mura_dir={tmp_path / 'download'}", "--preset=tiny", "--parts=elbow", "--draws=1",
+                "--arms=scratch_1pct", f"--out={out}", f"--data_dir={data_dir}")
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-  assert "Study: mura elbow, preset tiny, 9 runs" in proc.stdout
-  for arm in ARMS:
-    with open(os.path.join(out, "elbow", arm, "result.json")) as f:
-      assert json.load(f)["dataset"] == "mura/elbow", arm
+  assert "Study: mura elbow, preset tiny" in proc.stdout and "1 runs" in proc.stdout
+  with open(os.path.join(out, "elbow", "scratch_1pct", "draw0", "result.json")) as f:
+    assert json.load(f)["dataset"] == "mura/elbow"
   assert os.path.isdir(os.path.join(data_dir, "mura", "elbow"))
   assert not os.path.exists(os.path.join(data_dir, "mura_synthetic"))
   results = pd.read_csv(os.path.join(out, "report", "results.csv"))
-  assert sorted(zip(results["arm"], results["level"])) == sorted((a, l) for a in ARMS for l in ("image", "study"))
-  assert set(results["body_part"]) == {"elbow"}
+  assert set(zip(results["body_part"], results["arm"])) == {("elbow", "scratch_1pct"), ("pooled", "scratch_1pct")}
   with open(os.path.join(out, "report", "data", "counts.md")) as f:
     assert f.read().startswith("# Data exploration: `mura/elbow`")
 
@@ -171,9 +208,9 @@ def test_rerun_skips_finished_arms_and_resumes_an_interrupted_one(tiny_study, sy
   arm = RunDir(os.path.join(out, "elbow", "scratch_100pct"))
   os.remove(arm.done_json)  # as if the run stopped after its last checkpoint
   os.remove(arm.result_json)
-  proc = _study("--preset=tiny", "--parts=elbow", f"--out={out}", f"--data_dir={synthetic_data_dir}")
+  proc = _study("--preset=tiny", "--parts=elbow", "--draws=1", f"--out={out}", f"--data_dir={synthetic_data_dir}")
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert proc.stdout.count("done earlier, skipped") == 8
+  assert proc.stdout.count("done earlier, skipped") == 10
   assert "Already trained to step" in proc.stdout  # resumed from its checkpoint, not retrained
   assert os.path.isfile(arm.result_json)
 
@@ -184,6 +221,9 @@ def test_rerun_skips_finished_arms_and_resumes_an_interrupted_one(tiny_study, sy
     (["--mura_dir=/nonexistent/MURA"], "is not a folder"),
     (["--jobs=0"], "--jobs=0: accepted: a whole number of at least 1"),
     (["--jobs=two"], "argument --jobs: invalid int value: 'two'"),
+    (["--draws=0"], "--draws=0: accepted: a whole number of at least 1"),
+    (["--pretrain_pool=everything"], "argument --pretrain_pool: invalid choice: 'everything'"),
+    (["--arms=simclr_finetune_5pct"], "--arms: unknown arm(s) simclr_finetune_5pct; accepted: baseline"),
 ])
 def test_bad_arguments_get_a_usage_message(args, message):
   proc = _study(*args, timeout=120)
@@ -192,32 +232,91 @@ def test_bad_arguments_get_a_usage_message(args, message):
   assert len(lines) == 1 and lines[0].startswith("./run.sh: error: ") and message in lines[0], proc.stderr
 
 
-def test_arm_commands_name_every_arm_and_its_inputs():
-  names = [a.name for a in study_arms.arms("paper")]
-  assert sorted(names) == sorted(ARMS + ["simclr_pretrain"])
-  assert names[0] == "simclr_pretrain"
-  args = cli.parse_args(["--mura_dir=/tmp", "--parts=hand"])
-  assert args.preset == "paper" and args.builder == "mura"
-  finetune = next(a for a in study_arms.arms("paper") if a.name == "simclr_finetune_1pct")
-  argv = runner.arm_argv(finetune, "hand", args)
-  assert f"--checkpoint={os.path.join(args.out, 'hand', 'simclr_pretrain')}" in argv
-  assert "--train_split=train_1pct" in argv and "--dataset=mura/hand" in argv and "--mura_dir=/tmp" in argv
-  assert args.jobs == 1  # the paper preset's arms share one GPU
-  assert cli.parse_args(["--parts=hand"]).jobs == min(2, os.cpu_count())
-  scratch = runner.arm_argv(next(a for a in study_arms.arms("paper") if a.name == "scratch_1pct"), "hand", args)
-  assert not any(a.startswith("--checkpoint") for a in scratch)
+def _plan(*argv):
+  args = cli.parse_args(list(argv))
+  return args, runner.study_plan(args)
 
 
-@pytest.mark.parametrize("preset", ["quick", "paper"])
-def test_supervised_arms_evaluate_on_the_views_they_train_on(preset):
+def _flag(run, name):
+  values = [a.split("=", 1)[1] for a in run.argv if a.startswith(f"--{name}=")]
+  return values[-1] if values else None
+
+
+@pytest.mark.parametrize("pool, datasets", [
+    ("union", {"mura_synthetic/elbow+hand"}),
+    ("per_part", {"mura_synthetic/elbow", "mura_synthetic/hand"}),
+    ("all", {"mura_synthetic/" + "+".join(STUDY_TYPES)}),
+])
+def test_pretrain_pool_decides_what_simclr_pretrains_on_and_what_the_arms_restore(pool, datasets):
+  args, runs = _plan("--parts=elbow,hand", f"--pretrain_pool={pool}", "--draws=2", "--out=/study")
+  pretraining = [r for r in runs if r.arm == "simclr_pretrain"]
+  assert {_flag(r, "dataset") for r in pretraining} == datasets
+  assert runs[:len(pretraining)] == pretraining  # first: the SimCLR arms restore it
+  for r in pretraining:  # labels unused, validation and test images never enter it
+    assert (_flag(r, "train_split"), _flag(r, "mode"), _flag(r, "lineareval_while_pretraining")) == (
+        "train", "train", "false")
+  where = {r.part: r.model_dir for r in pretraining}
+  for r in runs:
+    if r.arm.startswith(("simclr_linear", "simclr_finetune")):
+      expected = where[r.part] if pool == "per_part" else where[None]
+      assert _flag(r, "checkpoint") == expected == r.pretraining, r.title
+    elif r.arm != "simclr_pretrain":
+      assert _flag(r, "checkpoint") is None and r.pretraining is None, r.title
+      assert _flag(r, "dataset") == f"mura_synthetic/{r.part}"
+  expected_dirs = ({os.path.join("/study", p, "simclr_pretrain") for p in ("elbow", "hand")} if pool == "per_part"
+                   else {os.path.join("/study", "simclr_pretrain")})
+  assert {r.model_dir for r in pretraining} == expected_dirs
+
+
+def test_every_arm_and_draw_is_planned_with_paired_label_draws():
+  args, runs = _plan("--parts=elbow,hand", "--draws=3", "--out=/study")
+  per_part = [r for r in runs if r.part == "elbow"]
+  assert sorted({r.arm for r in per_part}) == sorted(ARMS)
   from simclr_mura import flags as trainer_flags
-  args = cli.parse_args([f"--preset={preset}", "--parts=elbow"])
-  for arm in study_arms.arms(preset):
-    config = trainer_flags.config_from_argv(runner.arm_argv(arm, "elbow", args))
-    if arm.name == "simclr_pretrain":
-      assert (config.train_crop, config.eval_crop) == ("random", "center"), arm.name  # SimCLR's views and probe
+  for r in per_part:
+    config = trainer_flags.config_from_argv(list(r.argv))
+    assert (config.train_split, config.eval_split, config.validation_split) == ("train", "test", "validation"), r.title
+    if r.arm.endswith(("1pct", "10pct")):
+      fraction = "0.01" if r.arm.endswith("_1pct") else "0.1"
+      assert _flag(r, "label_fraction") == fraction and _flag(r, "label_draw") == str(r.draw), r.title
+      assert r.model_dir == os.path.join("/study", "elbow", r.arm, f"draw{r.draw}")
+    else:
+      assert _flag(r, "label_fraction") is None and r.draw is None, r.title
+  # draw k of every family: the same fraction, draw and training length (they differ only in initial weights)
+  for fraction in ("1pct", "10pct"):
+    for k in range(3):
+      scratch, finetune = (next(r for r in per_part if r.arm == f"{family}_{fraction}" and r.draw == k)
+                           for family in ("scratch", "simclr_finetune"))
+      strip = lambda argv: [a for a in argv if not a.startswith(("--checkpoint=", "--model_dir="))]  # noqa: E731
+      assert strip(scratch.argv) == strip(finetune.argv)
+  assert len([r for r in per_part if r.draw is not None]) == 2 * 3 * 3
+
+
+def test_presets_default_draws_and_data_size():
+  args, runs = _plan("--preset=cpu", "--parts=elbow")
+  assert args.draws >= 5 and all(_flag(r, "synthetic_scale") == "1" for r in runs)
+  args, runs = _plan("--mura_dir=/tmp", "--parts=hand")
+  assert args.preset == "paper" and args.builder == "mura" and args.jobs == 1  # the paper arms share one GPU
+  assert all(_flag(r, "mura_dir") == "/tmp" and _flag(r, "synthetic_scale") is None for r in runs)
+  assert cli.parse_args(["--parts=hand"]).jobs == min(2, os.cpu_count())
+  args, runs = _plan("--parts=elbow,hand", "--arms=simclr_finetune_1pct,baseline", "--draws=2")
+  assert [r.title for r in runs] == ["pool simclr_pretrain", "elbow baseline", "elbow simclr_finetune_1pct draw 0",
+                                     "elbow simclr_finetune_1pct draw 1", "hand baseline",
+                                     "hand simclr_finetune_1pct draw 0", "hand simclr_finetune_1pct draw 1"]
+
+
+@pytest.mark.parametrize("preset", ["quick", "cpu", "paper"])
+def test_every_run_of_a_preset_passes_validation_and_sees_whole_films(preset):
+  from simclr_mura import config as config_lib
+  from simclr_mura import flags as trainer_flags
+  args, runs = _plan(f"--preset={preset}", "--parts=elbow")
+  for run in runs:
+    config = trainer_flags.config_from_argv(list(run.argv))
+    config_lib.validate(config.replace(checkpoint=None))
+    if run.arm == "simclr_pretrain":
+      assert (config.train_crop, config.eval_crop) == ("random", "center"), run.title  # SimCLR's views and probe
     else:  # whole films in training and evaluation (a centre crop would zoom in on what training saw whole)
-      assert (config.train_crop, config.eval_crop) == ("none", "none"), arm.name
+      assert (config.train_crop, config.eval_crop) == ("none", "none"), run.title
 
 
 def _fake_repo(tmp_path):

@@ -133,7 +133,7 @@ def test_findings_change_the_image():
     assert np.abs(renders[0] - renders[1]).max() > 0.3, kind
 
 
-FINGERPRINT_VERSION = "1.2.0"  # the mura_synthetic VERSION whose images and splits the fingerprints describe
+FINGERPRINT_VERSION = "1.3.0"  # the mura_synthetic VERSION whose images and splits the fingerprints describe
 # First view of the first normal and abnormal train study per type at the default size: (study, shape, mean grey).
 RENDER_FINGERPRINT = [
     ("MURA-v1.1/train/XR_ELBOW/patient00007/study1_negative", (356, 321), 34.183),
@@ -183,7 +183,7 @@ def test_rendered_images_match_the_builder_version():
 def test_synthetic_builder_small_scale(tmp_path):
   from simclr_mura.datasets import mura_synthetic
   builder = tfds.builder("mura_synthetic/elbow", data_dir=str(tmp_path), scale=0.02, seed=0)
-  assert builder.data_dir.endswith(os.path.join("mura_synthetic", "elbow-scale0.02-seed0", "1.2.0"))
+  assert builder.data_dir.endswith(os.path.join("mura_synthetic", "elbow-scale0.02-seed0", "1.3.0"))
   builder.download_and_prepare()
   assert set(builder.info.splits) == set(layout.SPLITS)
   expected = {i for s in synthetic.roster(0, 0.02, mura_synthetic.scale_of_test(0.02)) if s.study_type == "elbow"
@@ -201,7 +201,7 @@ def test_synthetic_builder_small_scale(tmp_path):
   assert not [d for d in os.listdir(tmp_path / "downloads") if d.startswith("mura_synthetic")]  # temp tree removed
   # the default size lives in the usual folder
   assert tfds.builder("mura_synthetic/elbow", data_dir=str(tmp_path)).data_dir.endswith(
-      os.path.join("mura_synthetic", "elbow", "1.2.0"))
+      os.path.join("mura_synthetic", "elbow", "1.3.0"))
 
 
 def test_bad_scale_rejected(tmp_path):

@@ -35,6 +35,8 @@ class PipelineSettings:
 
 
 def _read_config() -> tfds.ReadConfig:
+  """Reads in stored order (`shuffle_files=False` beside it): the builders write with TFDS's disable_shuffling, which
+  refuses shuffled files; the pipelines' shuffle buffers do the shuffling, as the trainer's does."""
   return tfds.ReadConfig(try_autocache=False)
 
 
@@ -45,7 +47,7 @@ def _finish(ds: tf.data.Dataset, batch: int, cores: int | None) -> tf.data.Datas
 
 def decode_dataset(builder: tfds.core.DatasetBuilder, s: PipelineSettings) -> tf.data.Dataset:
   """PNG read + decode (TFDS, as the trainer reads it) + resize of the whole image to size x size: nothing else."""
-  ds = builder.as_dataset(split=s.split, shuffle_files=True, read_config=_read_config()).repeat()
+  ds = builder.as_dataset(split=s.split, shuffle_files=False, read_config=_read_config()).repeat()
   size = s.image_size
   ds = ds.map(lambda e: tf.image.resize(augment.to_float(e["image"]), [size, size]),
               num_parallel_calls=tf.data.AUTOTUNE)
@@ -77,7 +79,7 @@ def plain_dataset(builder: tfds.core.DatasetBuilder, s: PipelineSettings) -> tf.
     image = tf.image.convert_image_dtype(e["image"], tf.float32)
     return tf.stack([view(image), view(image)])
 
-  ds = builder.as_dataset(split=s.split, shuffle_files=True, read_config=_read_config())
+  ds = builder.as_dataset(split=s.split, shuffle_files=False, read_config=_read_config())
   ds = ds.shuffle(input_pipeline.shuffle_buffer_size(s.batch_size), reshuffle_each_iteration=True).repeat()
   return _finish(ds.map(two_views, num_parallel_calls=tf.data.AUTOTUNE), s.batch_size, s.cores)
 
@@ -92,9 +94,9 @@ def plain_iterator(builder: tfds.core.DatasetBuilder, s: PipelineSettings,
 def stage_datasets(builder: tfds.core.DatasetBuilder, config: Config,
                    s: PipelineSettings) -> dict[str, tf.data.Dataset]:
   """Cumulative pipelines, each one stage longer: their rates attribute the cost per image to each stage."""
-  raw = builder.as_dataset(split=s.split, shuffle_files=True, read_config=_read_config(),
+  raw = builder.as_dataset(split=s.split, shuffle_files=False, read_config=_read_config(),
                            decoders={"image": tfds.decode.SkipDecoding()}).repeat()
-  decoded = builder.as_dataset(split=s.split, shuffle_files=True, read_config=_read_config()).repeat()
+  decoded = builder.as_dataset(split=s.split, shuffle_files=False, read_config=_read_config()).repeat()
 
   view = input_pipeline.train_view(config, pretrain=True)  # `config` carries the measured image size
 

@@ -133,13 +133,15 @@ def plot_samples(samples: dict, study_type: str, path: str, split: str) -> None:
   fig.savefig(path, dpi=110)
 
 
-def explore(dataset: str, out_dir: str, data_dir: str | None = None, mura_dir: str | None = None) -> dict[str, str]:
-  """Prepares `dataset` if needed and writes its exploration tables and figures into `out_dir`.
+def explore(dataset: str, out_dir: str, data_dir: str | None = None, mura_dir: str | None = None,
+            scale: float | None = None) -> dict[str, str]:
+  """Prepares `dataset` (at `scale`, for mura_synthetic) if needed and writes its exploration tables and figures into
+  `out_dir`.
 
   Returns:
     name -> path: `counts_csv`, `counts_md`, `label_distribution`, and `samples_<study_type>` per type of the config.
   """
-  builder = prepare_lib.prepare(dataset, data_dir=data_dir, mura_dir=mura_dir)
+  builder = prepare_lib.prepare(dataset, data_dir=data_dir, mura_dir=mura_dir, scale=scale)
   os.makedirs(out_dir, exist_ok=True)
   paths = {"counts_csv": os.path.join(out_dir, "counts.csv"), "counts_md": os.path.join(out_dir, "counts.md"),
            "label_distribution": os.path.join(out_dir, "label_distribution.png")}

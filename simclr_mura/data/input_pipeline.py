@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Callable
+from typing import Callable, Collection, Sequence
 
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from simclr_mura.data import augment
+from simclr_mura.data import augment, union
 from simclr_mura.config import Config
 from simclr_mura.errors import UserError
 from simclr_mura.layout import SPLITS
 
 SHUFFLE_BUFFER = 10_000
+READ_CHUNKS = 8  # contiguous slices of a training split read side by side and sampled at random (train_input_fn)
 
 
 def shuffle_buffer_size(batch: int) -> int:
@@ -30,16 +31,19 @@ def shuffle_buffer_size(batch: int) -> int:
 METADATA_KEYS = ("image_id", "study_id", "patient_id", "study_type", "label")
 
 
-def load_builder(config: Config) -> tfds.core.DatasetBuilder:
+def load_builder(config: Config) -> tfds.core.DatasetBuilder | union.DatasetUnion:
   """The prepared TFDS builder of `config.dataset` (built on first use: `mura_synthetic` needs no download, at the
-  size `synthetic_scale` asks for). An unknown dataset, a size for `mura`, a missing MURA download or a tree that
-  fails validation is a `UserError` with prepare's message."""
+  size `synthetic_scale` asks for); a union of configs (`builder/a+b`) prepares each and reads them as one. An unknown
+  dataset, a size for `mura`, a missing MURA download or a tree that fails validation is a `UserError` with prepare's
+  message."""
   import simclr_mura.datasets  # noqa: F401  (registers the builders)
-  from simclr_mura.data.prepare import prepare
+  from simclr_mura.data.prepare import dataset_parts, prepare
   try:
-    return prepare(config.dataset, data_dir=config.data_dir, mura_dir=config.mura_dir, scale=config.synthetic_scale)
+    builders = [prepare(name, data_dir=config.data_dir, mura_dir=config.mura_dir, scale=config.synthetic_scale)
+                for name in dataset_parts(config.dataset)]
   except (ValueError, FileNotFoundError) as e:
     raise UserError(str(e)) from e
+  return builders[0] if len(builders) == 1 else union.DatasetUnion(config.dataset, builders)
 
 
 def num_examples(builder: tfds.core.DatasetBuilder, split: str) -> int:
@@ -74,8 +78,26 @@ def study_types_and_labels(builder: tfds.core.DatasetBuilder, split: str) -> tup
   return tuple(np.array([r[i] for r in rows], np.int64).reshape(-1) for i in (0, 1))
 
 
+_METADATA: dict[tuple, pd.DataFrame] = {}
+
+
+def _dataset_key(builder) -> tuple:
+  """Where a prepared dataset (or each dataset of a union) lives: its folder names its config, size and version."""
+  return tuple(str(b.data_dir) for b in getattr(builder, "builders", (builder,)))
+
+
 def metadata(builder: tfds.core.DatasetBuilder, split: str) -> pd.DataFrame:
-  """image_id, study_id, patient_id, study_type (name), label of a split, in the order `eval_input_fn` reads it."""
+  """image_id, study_id, patient_id, study_type (name), label of a split, in the order `eval_input_fn` reads it.
+
+  Kept per process (a prepared dataset does not change): a study's worker reads the same splits for run after run.
+  """
+  key = (_dataset_key(builder), str(split))
+  if key not in _METADATA:
+    _METADATA[key] = _read_metadata(builder, split)
+  return _METADATA[key].copy()
+
+
+def _read_metadata(builder: tfds.core.DatasetBuilder, split: str) -> pd.DataFrame:
   ds = builder.as_dataset(split=split, shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()})
   # In batches: one Python round trip per 4,096 rows instead of per row (every evaluation and the report read this).
   batches = list(ds.map(lambda e: {k: e[k] for k in METADATA_KEYS}).batch(4096).as_numpy_iterator())
@@ -160,8 +182,13 @@ def sample_views(builder: tfds.core.DatasetBuilder, config: Config, split: str, 
   return device_augment(images, config, False).numpy()
 
 
+def _builders(builder) -> tuple:
+  return getattr(builder, "builders", (builder,))
+
+
 def train_input_fn(builder: tfds.core.DatasetBuilder, config: Config, split: str, pretrain: bool,
-                   global_batch_size: int, seed: int | None = None, class_weights: np.ndarray | None = None
+                   global_batch_size: int, seed: int | None = None, class_weights: np.ndarray | None = None,
+                   patients: Collection[str] | None = None
                    ) -> Callable[[tf.distribute.InputContext | None], tf.data.Dataset]:
   """`input_fn(input_context)` yielding per-replica batches of `(images, labels)` forever, or of
   `(images, labels, weights)` with `class_weights` (a `class_weight_table`: each example's loss weight by its study
@@ -170,6 +197,11 @@ def train_input_fn(builder: tfds.core.DatasetBuilder, config: Config, split: str
   Pretraining images are a pair of batches of independently augmented views (`(view1, view2)`, each [B, H, W, 1]);
   supervised images are one view ([B, H, W, 1]) with the crop only (SimCLR fine-tunes on crop and flip; the train
   step flips).
+
+  `patients` (a label draw, `--label_fraction`) keeps only their images: they are read once and kept in memory
+  (compressed; decoded with --cache_dataset), and every epoch is a full shuffle of them. Otherwise the split is read as
+  `READ_CHUNKS` contiguous slices sampled at random: the builders store `train` in patient order (its label subsets
+  first), so a shuffle buffer of ten batches over one sequential read would give every epoch the same coarse order.
   """
   seed = config.seed if seed is None else seed
   preprocess = train_preprocess(config, pretrain)
@@ -178,6 +210,9 @@ def train_input_fn(builder: tfds.core.DatasetBuilder, config: Config, split: str
   # are still in the CPU's caches. With --cache_dataset the cache keeps decoded images, as before.
   decode_late = not config.cache_dataset
   image_feature = builder.info.features["image"]
+  patient_list = sorted(patients) if patients is not None else None
+  if patient_list == []:
+    raise UserError(f"the label draw of {split} holds no patient")
 
   def decode_then_preprocess(example: dict) -> tuple:
     return preprocess({"image": image_feature.decode_example(example["image"]), "label": example["label"]})
@@ -196,20 +231,40 @@ def train_input_fn(builder: tfds.core.DatasetBuilder, config: Config, split: str
 
   def input_fn(input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
     batch = input_context.get_per_replica_batch_size(global_batch_size) if input_context else global_batch_size
-    read_config = tfds.ReadConfig(shuffle_seed=seed, try_autocache=False)
-    ds = builder.as_dataset(split=worker_split(split, input_context), shuffle_files=True, read_config=read_config,
-                            decoders={"image": tfds.decode.SkipDecoding()} if decode_late else None)
-    ds = ds.map(keep)
-    if config.cache_dataset:
-      ds = ds.cache()
-    options = tf.data.Options()
-    options.deterministic = config.deterministic
-    ds = ds.with_options(options)
-    ds = ds.shuffle(shuffle_buffer_size(batch), seed=seed, reshuffle_each_iteration=True).repeat()
-    ds = ds.map(make_example, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = training_examples(builder, worker_split(split, input_context), config, seed=seed, batch=batch,
+                           patients=patient_list, decode=not decode_late)
+    ds = ds.map(keep).map(make_example, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
   return input_fn
+
+
+def training_examples(builder, split, config: Config, *, seed: int, batch: int,
+                      patients: Sequence[str] | None = None, decode: bool = False) -> tf.data.Dataset:
+  """The endless shuffled stream of a split's TFDS examples (images still PNG bytes unless `decode`) that training
+  maps to views; `patients`: only theirs (a label draw), read once and kept in memory. See `train_input_fn`."""
+  read_config = tfds.ReadConfig(shuffle_seed=seed, try_autocache=False)
+  options = tf.data.Options()
+  options.deterministic = config.deterministic
+
+  def read(part) -> tf.data.Dataset:
+    # In stored order (TFDS refuses to shuffle the files of a dataset written with disable_shuffling, as `train` is:
+    # its label subsets are its prefixes); the READ_CHUNKS slices and the shuffle buffer mix it.
+    ds = builder.as_dataset(split=part, shuffle_files=False, read_config=read_config,
+                            decoders=None if decode else {"image": tfds.decode.SkipDecoding()})
+    return ds.with_options(options)
+
+  if patients is not None:
+    table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+        tf.constant(list(patients), tf.string), tf.ones([len(patients)], tf.int32)), default_value=0)
+    ds = read(split).filter(lambda e: table.lookup(e["patient_id"]) > 0).cache()
+    # The buffer holds the whole draw (at most SHUFFLE_BUFFER images; a draw is a small share of the labels).
+    return ds.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True).repeat()
+  smallest = min(b.info.splits[split].num_examples for b in _builders(builder))
+  parts = tfds.even_splits(split, min(READ_CHUNKS, smallest)) if smallest > 1 else [split]
+  chunks = [(read(p).cache() if config.cache_dataset else read(p)).repeat() for p in parts]
+  ds = chunks[0] if len(chunks) == 1 else tf.data.Dataset.sample_from_datasets(chunks, seed=seed)
+  return ds.shuffle(shuffle_buffer_size(batch), seed=seed, reshuffle_each_iteration=True)
 
 
 @dataclasses.dataclass(frozen=True)

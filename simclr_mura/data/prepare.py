@@ -13,12 +13,24 @@ from simclr_mura import datasets
 
 
 def parse_dataset(dataset: str) -> tuple[str, str]:
-  """`builder/config` -> (builder, config), or a one-line ValueError listing the accepted names."""
-  accepted = f"{' or '.join(b + '/<config>' for b in datasets.BUILDERS)}, <config> one of {', '.join(datasets.CONFIGS)}"
+  """`builder/config` -> (builder, config), or a one-line ValueError listing the accepted names. A union of configs
+  (`builder/elbow+hand`, see `dataset_parts`) is accepted too; its config is returned as given."""
+  builders = " or ".join(b + "/<config>" for b in datasets.BUILDERS)
+  accepted = (f"{builders}, <config> one of {', '.join(datasets.CONFIGS)} or several joined by + (their union, "
+              "e.g. mura_synthetic/elbow+hand)")
   name, _, config = dataset.partition(":")[0].partition("/")
-  if name not in datasets.BUILDERS or config not in datasets.CONFIGS:
+  if name not in datasets.BUILDERS or not config or any(c not in datasets.CONFIGS for c in config.split("+")):
     raise ValueError(f"unknown dataset {dataset!r}; accepted: {accepted}")
   return name, config
+
+
+def dataset_parts(dataset: str) -> list[str]:
+  """The prepared datasets a dataset name reads: `mura_synthetic/elbow+hand` -> [mura_synthetic/elbow,
+  mura_synthetic/hand] (a union: every split of it is the concatenation of theirs; the train/validation/test cut is
+  per patient and the same in every config, so the union of configs' `train` splits is the `train` of their study types
+  together); a single config -> itself."""
+  name, config = parse_dataset(dataset)
+  return [f"{name}/{c}" for c in dict.fromkeys(config.split("+"))]
 
 
 def prepare(dataset: str, data_dir: str | None = None, mura_dir: str | None = None, *,
@@ -38,7 +50,9 @@ def prepare(dataset: str, data_dir: str | None = None, mura_dir: str | None = No
     FileNotFoundError: `mura` without a MURA-v1.1 download (the message says where to get it).
     simclr_mura.datasets.MuraFormatError: the tree fails validation (the message names every bad file).
   """
-  name, _ = parse_dataset(dataset)
+  name, config_name = parse_dataset(dataset)
+  if "+" in config_name:
+    raise ValueError(f"{dataset!r} is a union of datasets: prepare each of {', '.join(dataset_parts(dataset))}")
   if scale is not None and name != "mura_synthetic":
     raise ValueError(f"a size (scale) applies to mura_synthetic only, not to {dataset!r}: MURA has one size")
   kwargs = {"scale": scale} if scale is not None else {}

@@ -40,10 +40,19 @@ def _configs() -> list[MuraConfig]:
 
 
 class MuraBuilderBase(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-  """Builds the five splits (`layout.SPLITS`) from a validated MURA-v1.1 tree."""
+  """Builds the five splits (`layout.SPLITS`) from a validated MURA-v1.1 tree, each stored in a fixed order."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release: patient-level 80/20 train/validation, test = official valid."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {
+      "1.0.0": "Initial release: patient-level 80/20 train/validation, test = official valid.",
+      "1.1.0": "Label subsets with a floor: train_1pct / train_10pct hold at least one normal and one abnormal "
+               "study of every study type of `train` (otherwise whole patients, stratified by study type x label, "
+               "nested, deterministic as before; now draw 0 of `splits.draw_patients`, so their patients differ from "
+               "1.0.0's). `train` is stored in patient order with the subsets as prefixes (train_1pct's patients, "
+               "then train_10pct's others, then the rest), so train[:1%] / train[:10%] are the subsets up to the "
+               "boundary patient; validation and test by image id; disable_shuffling. Images and the "
+               "train/validation/test cut unchanged.",
+  }
   BUILDER_CONFIGS = _configs()
   DESCRIPTION = "MURA v1.1 musculoskeletal radiographs."
 
@@ -62,6 +71,10 @@ class MuraBuilderBase(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         homepage="https://stanfordmlgroup.github.io/competitions/mura/",
         citation=_CITATION,
         metadata=tfds.core.MetadataDict(),
+        # Examples are stored in the order `_generate_examples` gives them (`splits.assign_splits`): `train`'s prefixes
+        # are its label subsets. TFDS then writes them sorted by their (int) key instead of by a hash of it
+        # (tensorflow_datasets/core/shuffle.py, `Shuffler.add`) and reads files in order (core/reader.py).
+        disable_shuffling=True,
     )
 
   def _mura_dir(self, dl_manager: tfds.download.DownloadManager) -> str:
@@ -84,11 +97,14 @@ class MuraBuilderBase(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         for name, recs in by_split.items()}
     return {name: self._generate_examples(recs) for name, recs in by_split.items()}
 
-  def _generate_examples(self, records: list[layout.ImageRecord]) -> Iterator[tuple[str, dict]]:
-    for r in records:
+  def _generate_examples(self, records: list[layout.ImageRecord]) -> Iterator[tuple[int, dict]]:
+    """Keyed by position in the split's order (unique within the split): with `disable_shuffling` TFDS sorts examples
+    by key, and keys must be ints once a split outgrows the Shuffler's 1 GB memory buffer (its disk buckets store
+    128-bit int keys; tensorflow_datasets/core/shuffle.py)."""
+    for position, r in enumerate(records):
       with open(r.path, "rb") as f:
         data = f.read()
-      yield r.image_id, {
+      yield position, {
           "image": data if r.passthrough else pngcheck.to_gray_png(data),  # 8-bit gray PNG bytes are stored as is
           "label": r.label,
           "image_id": r.image_id,

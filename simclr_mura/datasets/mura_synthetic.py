@@ -41,13 +41,18 @@ class MuraSynthetic(builder.MuraBuilderBase):
                  "features as `mura`.")
   # Bump with every change to the rendered images or the splits (tests/test_synthetic.py pins a fingerprint of both),
   # so that a data_dir prepared by an older checkout is rebuilt instead of silently reused.
-  VERSION = tfds.core.Version("1.2.0")
+  VERSION = tfds.core.Version("1.3.0")
   RELEASE_NOTES = {
       "1.0.0": "Initial release.",
       "1.1.0": "Findings placed nearer mid-film, larger lesions, healing fractures with callus (images differ from "
                "1.0.0; splits and labels do not).",
       "1.2.0": "`test` (MURA's valid) at MURA's real size at every scale (it was scaled like train); train, validation "
                "and the label subsets, and their images, are those of 1.1.0.",
+      "1.3.0": "As `mura` 1.1.0: label subsets with a floor (at least one normal and one abnormal study of every study "
+               "type of `train`; draw 0 of `splits.draw_patients`, so their patients differ from 1.2.0's); `train` "
+               "stored in patient order with train_1pct, then the rest of train_10pct, as prefixes (train[:k%] is the "
+               "k% subset up to the boundary patient); validation and test by image id; disable_shuffling. Images and "
+               "the train/validation/test cut are those of 1.2.0.",
   }
 
   def __init__(self, *, scale: float = DEFAULT_SCALE, seed: int = DEFAULT_SEED, **kwargs: Any):

@@ -269,6 +269,17 @@ def build_model(cfg: Config) -> SimCLRModel:
   return model
 
 
+def freeze_batch_norm(model: keras.Model) -> int:
+  """Puts every batch-norm layer in inference mode for training (Keras runs a BatchNormalization layer that is not
+  trainable with its moving statistics, and leaves its scale and offset as they are); returns how many. Keras's
+  transfer-learning guide does this when fine-tuning a pretrained model on little data, so that a few images do not
+  overwrite statistics learnt on many. Call before the optimizer is built (its variables are the trainable ones)."""
+  layers = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+  for layer in layers:
+    layer.trainable = False
+  return len(layers)
+
+
 def encoder_output_dim(model: SimCLRModel) -> int:
   """Width of the encoder's pooled features (512w / 2048w for ResNets, 1664 for DenseNet-169)."""
   return int(model.encoder.output_dim)

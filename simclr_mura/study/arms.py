@@ -1,13 +1,68 @@
-"""The study's arms and presets: the trainer flags each arm runs with, from the preset flagfiles shipped in the
-package (`simclr_mura/presets/*.cfg`, found through importlib.resources, so an installed package finds them too)."""
+"""The study's plan: its presets, and every run (arm x body part x label draw) with the trainer flags it runs with.
+
+The flags come from the preset flagfiles shipped in the package (`simclr_mura/presets/*.cfg`, found through
+importlib.resources, so an installed package finds them too), then the run's own: dataset, split, label draw and
+model_dir.
+"""
 from __future__ import annotations
 
 import dataclasses
 import importlib.resources
+import os
+from typing import Optional, Sequence
 
-from simclr_mura.layout import BASELINE_ARM, LABEL_FRACTIONS, LINEAR_ARM, PRETRAIN_ARM
+from simclr_mura.layout import (BASELINE_ARM, DRAWN_FRACTIONS, FINETUNE, LABEL_FRACTIONS, LINEAR, PRETRAIN_ARM, SCRATCH,
+                                STUDY_TYPES, arm_name, draw_folder)
 
-PRESETS = ("quick", "paper", "tiny")
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+  """A preset: its flagfiles (`chain`: the names of presets/<name>.cfg in order, `{arm}` standing for the arm's recipe
+  file; missing files are skipped; `pretrain_chain` for the pretraining), its default number of label draws and the
+  size of `mura_synthetic` it trains on (None: the builder's default)."""
+  name: str
+  chain: tuple[str, ...]
+  pretrain_chain: tuple[str, ...]
+  draws: int
+  synthetic_scale: Optional[float] = None
+  # Training length of the supervised ResNet arms per label fraction: {fraction: flags}, the same for every arm of a
+  # fraction (the SimCLR and scratch arms differ only in their initial weights).
+  lengths: tuple[tuple[str, tuple[str, ...]], ...] = ()
+  # Whether the runs write their SavedModel (export/): the CPU presets' dozens of small models are studied, not
+  # deployed, and exporting one costs about as much as its training (seconds; half a minute for DenseNet-169).
+  export: bool = False
+
+  def length(self, fraction: str) -> tuple[str, ...]:
+    return dict(self.lengths).get(fraction, ())
+
+
+# SimCLRv2 fine-tunes 60 epochs on 1% and 30 on 10% of ImageNet (arXiv 2006.10029): fewer labels, more epochs.
+_PAPER_LENGTH = (("1pct", ("--train_epochs=60",)), ("10pct", ("--train_epochs=30",)),
+                 ("100pct", ("--train_epochs=30",)))
+# A 1% draw of a CPU-sized dataset holds a handful to a few dozen images, about one batch: by epochs it would get a
+# few steps, so the CPU presets give the drawn arms a fixed number of steps (validated every 10).
+_QUICK_LENGTH = (("1pct", ("--train_steps=20", "--checkpoint_steps=10")),
+                 ("10pct", ("--train_steps=30", "--checkpoint_steps=10")), ("100pct", ("--train_epochs=6",)))
+_CPU_LENGTH = (("1pct", ("--train_steps=40", "--checkpoint_steps=10")),
+               ("10pct", ("--train_steps=80", "--checkpoint_steps=20")), ("100pct", ("--train_epochs=4",)))
+PRESETS: dict[str, Preset] = {p.name: p for p in (
+    # quick.cfg is the CPU-sized pretraining recipe; the other arms put their recipe and its quick variant after it.
+    # Its data: mura_synthetic at half the default size (minutes per run on a laptop; test keeps MURA's size).
+    Preset("quick", ("quick", "{arm}", "quick_{arm}"), ("quick", "quick_pretrain"), draws=2, synthetic_scale=0.05,
+           lengths=_QUICK_LENGTH),
+    Preset("cpu", ("quick", "{arm}", "quick_{arm}", "cpu", "cpu_{arm}"), ("quick", "cpu", "cpu_pretrain"), draws=5,
+           synthetic_scale=1.0, lengths=_CPU_LENGTH),
+    Preset("paper", ("{arm}",), ("pretrain",), draws=5, lengths=_PAPER_LENGTH, export=True),
+    # for tests: seconds per run; its numbers mean nothing
+    Preset("tiny", ("quick", "{arm}", "quick_{arm}", "tiny"), ("quick", "tiny"), draws=2,
+           lengths=(("1pct", ("--train_steps=3",)), ("10pct", ("--train_steps=3",)), ("100pct", ("--train_steps=3",)))),
+)}
+POOLS_DOC = {"union": "once on the `train` images of all the study's body parts together",
+             "per_part": "once per body part on its own `train` images (the seed study's protocol)",
+             "all": "once on the `train` images of every MURA study type"}
+# The arm families' recipe files (presets/<recipe>.cfg): scratch and SimCLR fine-tuning share one recipe.
+RECIPES = {PRETRAIN_ARM: "pretrain", BASELINE_ARM: "baseline", SCRATCH: "finetune", FINETUNE: "finetune",
+           LINEAR: "linear_eval"}
 
 
 def presets_dir() -> str:
@@ -15,54 +70,83 @@ def presets_dir() -> str:
   return str(importlib.resources.files("simclr_mura") / "presets")
 
 
+def flagfiles(preset: Preset, recipe: str) -> tuple[str, ...]:
+  """`--flagfile=` arguments of one recipe under a preset, in order (later files override earlier ones)."""
+  folder = presets_dir()
+  names = [n.format(arm=recipe) for n in (preset.pretrain_chain if recipe == RECIPES[PRETRAIN_ARM] else preset.chain)]
+  return tuple(f"--flagfile={folder}/{n}.cfg" for n in names if os.path.isfile(os.path.join(folder, f"{n}.cfg")))
+
+
 @dataclasses.dataclass(frozen=True)
-class Arm:
-  name: str
-  argv: tuple[str, ...]  # trainer flags, {pretrain} stands for the body part's pretraining model_dir
-  evaluated: bool = True
+class Run:
+  """One trainer run of the study."""
+  arm: str
+  part: Optional[str]  # None: a pretraining over several body parts
+  draw: Optional[int]  # the label draw of a 1% / 10% arm
+  model_dir: str
+  argv: tuple[str, ...]
+  pretraining: Optional[str] = None  # model_dir of the pretraining this run restores (it waits for it)
+
+  @property
+  def title(self) -> str:
+    where = self.part or "pool"
+    return f"{where} {self.arm}" + (f" draw {self.draw}" if self.draw is not None else "")
 
 
-def arms(preset: str) -> list[Arm]:
-  """The study's arms (names from `layout.ARMS`), in the order they run (pretraining first: the SimCLR arms need it).
-
-  `paper`: the arm's flagfile (presets/<arm>.cfg). `quick`: presets/quick.cfg, then the arm's flagfile, then its quick
-  variant (presets/quick_<arm>.cfg), so the quick run keeps the arm's recipe but CPU-sized.
-  """
-  flags_dir = presets_dir()
-  def flagfiles(name: str) -> tuple[str, ...]:
-    if preset == "paper":
-      return (f"--flagfile={flags_dir}/{name}.cfg",)
-    files = [f"{flags_dir}/quick.cfg"]
-    if name != "pretrain":
-      files += [f"{flags_dir}/{name}.cfg", f"{flags_dir}/quick_{name}.cfg"]
-    if preset == "tiny":  # for tests: a few steps per arm
-      files.append(f"{flags_dir}/tiny.cfg")
-    return tuple(f"--flagfile={f}" for f in files)
-
-  # Pretraining uses no labels: no linear probe on the side (its head would carry all of train's labels into the
-  # 1% and 10% fine-tuning arms that restore it).
-  out = [Arm(PRETRAIN_ARM, (*flagfiles("pretrain"), "--mode=train", "--train_split=train",
-                                 "--lineareval_while_pretraining=false"), evaluated=False),
-         Arm(LINEAR_ARM, (*flagfiles("linear_eval"), "--checkpoint={pretrain}", "--train_split=train"))]
-  for fraction, split in LABEL_FRACTIONS.items():
-    out.append(Arm(f"simclr_finetune_{fraction}", (*flagfiles("finetune"), "--checkpoint={pretrain}",
-                                                   f"--train_split={split}", *_epochs(fraction, preset))))
-  for fraction, split in LABEL_FRACTIONS.items():
-    # The like-for-like control: the same ResNet and recipe as fine-tuning, from random initialisation.
-    out.append(Arm(f"scratch_{fraction}", (*flagfiles("finetune"), f"--train_split={split}",
-                                           *_epochs(fraction, preset))))
-  out.append(Arm(BASELINE_ARM, (*flagfiles("baseline"), "--train_split=train")))
-  return out
+def pretraining_dir(out: str, pool: str, part: str) -> str:
+  """Where the pretraining a body part's SimCLR arms restore lives: one per study, or one per part."""
+  return os.path.join(out, part, PRETRAIN_ARM) if pool == "per_part" else os.path.join(out, PRETRAIN_ARM)
 
 
-def _epochs(fraction: str, preset: str) -> list[str]:
-  """Fewer labels, more epochs (SimCLRv2 fine-tunes 60 epochs on 1% and 30 on 10% of ImageNet, arXiv 2006.10029).
+def pool_types(pool: str, parts: Sequence[str]) -> list[str]:
+  """The study types whose `train` images a pretraining on `pool` reads (per_part: the one part, given alone)."""
+  return list(STUDY_TYPES) if pool == "all" else list(parts)
 
-  The quick preset's 1% and 10% subsets hold a handful to a few dozen images, about one batch: by epochs they would
-  get a few steps, so they get a fixed number of steps instead (the same for the SimCLR and scratch arms).
-  """
-  if preset == "quick" and fraction != "100pct":
-    return [f"--train_steps={ {'1pct': 20, '10pct': 30}[fraction] }", "--checkpoint_steps=10"]
-  epochs = {"quick": {"100pct": 10}, "tiny": {"1pct": 1, "10pct": 1, "100pct": 1},
-            "paper": {"1pct": 60, "10pct": 30, "100pct": 30}}[preset][fraction]
-  return [f"--train_epochs={epochs}"]
+
+def plan(*, preset: Preset, builder: str, parts: Sequence[str], pool: str, draws: int, out: str,
+         data_dir: str, mura_dir: Optional[str] = None) -> list[Run]:
+  """Every run of the study, pretraining first (the SimCLR arms restore it), then per part: the DenseNet-169
+  baseline, the 100% arms, then the 1% and 10% arms for draws 0..draws-1 (draw k: the same patients in every arm)."""
+  common = [f"--data_dir={data_dir}", *([] if preset.export else ["--export=false"])]
+  if mura_dir:
+    common.append(f"--mura_dir={mura_dir}")
+  elif preset.synthetic_scale is not None:
+    common.append(f"--synthetic_scale={preset.synthetic_scale:g}")
+
+  def run(arm: str, recipe: str, part: Optional[str], dataset_types: Sequence[str], model_dir: str,
+          extra: Sequence[str] = (), draw: Optional[int] = None, pretraining: Optional[str] = None) -> Run:
+    argv = (*flagfiles(preset, recipe), *extra, f"--dataset={builder}/{'+'.join(dataset_types)}", *common,
+            f"--model_dir={model_dir}")
+    return Run(arm, part, draw, model_dir, argv, pretraining)
+
+  # Pretraining uses no labels: no linear probe on the side (its head would carry train's labels into the
+  # low-label arms that restore it); validation and test images never enter it (--train_split=train).
+  pretrain_flags = ("--mode=train", "--train_split=train", "--lineareval_while_pretraining=false")
+  runs = []
+  if pool == "per_part":
+    runs += [run(PRETRAIN_ARM, "pretrain", p, [p], pretraining_dir(out, pool, p), pretrain_flags) for p in parts]
+  else:
+    runs.append(run(PRETRAIN_ARM, "pretrain", None, pool_types(pool, parts), pretraining_dir(out, pool, parts[0]),
+                    pretrain_flags))
+  for part in parts:
+    part_dir = os.path.join(out, part)
+    pretrained = pretraining_dir(out, pool, part)
+    runs.append(run(BASELINE_ARM, "baseline", part, [part], os.path.join(part_dir, BASELINE_ARM),
+                    ["--train_split=train"]))
+    for fraction in LABEL_FRACTIONS:
+      draws_of = range(draws) if fraction in DRAWN_FRACTIONS else [None]
+      for draw in draws_of:
+        for family in (SCRATCH, LINEAR, FINETUNE):
+          name = arm_name(family, fraction)
+          model_dir = os.path.join(part_dir, name, *([draw_folder(draw)] if draw is not None else []))
+          extra = ["--train_split=train"]
+          if draw is not None:
+            extra += [f"--label_fraction={LABEL_FRACTIONS[fraction]:g}", f"--label_draw={draw}"]
+          if family != LINEAR:  # linear evaluation keeps its recipe's length (a logistic layer converges fast)
+            extra += preset.length(fraction)
+          source = None
+          if family != SCRATCH:  # the like-for-like control starts from random weights
+            extra.append(f"--checkpoint={pretrained}")
+            source = pretrained
+          runs.append(run(name, RECIPES[family], part, [part], model_dir, extra, draw, source))
+  return runs

@@ -1,11 +1,12 @@
 """The whole study in one command (`./run.sh`, `python -m simclr_mura.study`, console script `simclr-mura-study`).
 
-    ./run.sh [--mura_dir=DIR] [--parts=elbow,hand,shoulder] [--preset=quick|paper] [--out=runs/NAME] [--jobs=N]
+    ./run.sh [--mura_dir=DIR] [--parts=elbow,hand,shoulder] [--preset=quick|cpu|paper]
+             [--pretrain_pool=union|per_part|all] [--draws=R] [--arms=A,B] [--out=runs/NAME] [--jobs=N]
 
-Each arm is one trainer run, configured exactly as `python run.py <its flags>` (printed before it starts), run in
-this process (--jobs=1) or up to N arms side by side in worker processes (--jobs=N). Arms that finished are skipped on
-a rerun with the same --out; an interrupted arm resumes from its latest checkpoint. One TensorBoard log root:
-`tensorboard --logdir <out>`.
+Each run (an arm on a body part and, for 1% and 10% of the labels, a label draw) is one trainer run, configured
+exactly as `python run.py <its flags>` (printed before it starts), run in this process (--jobs=1) or up to N side by
+side in worker processes (--jobs=N). Runs that finished are skipped on a rerun with the same --out; an interrupted
+one resumes from its latest checkpoint. One TensorBoard log root: `tensorboard --logdir <out>`.
 """
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ import os
 import sys
 
 from simclr_mura.errors import ArgumentParser, UserError, exit_with
-from simclr_mura.layout import STUDY_TYPES
+from simclr_mura.layout import ARMS, PRETRAIN_ARM, PRETRAIN_POOLS, STUDY_TYPES
 from simclr_mura.study import runner
-from simclr_mura.study.arms import PRESETS
+from simclr_mura.study.arms import POOLS_DOC, PRESETS
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -24,25 +25,38 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
   parser = ArgumentParser(prog="./run.sh", description="Runs the whole MURA SimCLR study and its report.")
   parser.add_argument("--mura_dir", help="folder holding MURA-v1.1/ (real data); default: the synthetic twin")
   parser.add_argument("--parts", default="elbow,hand,shoulder", help="comma-separated body parts")
-  parser.add_argument("--preset", choices=PRESETS, help="quick (CPU-sized, default on synthetic "
-                      "data), paper (the real study on one GPU, default with --mura_dir) or tiny (seconds per arm, "
-                      "for tests)")
+  parser.add_argument("--preset", choices=list(PRESETS), help="quick (minutes on a laptop CPU, default on synthetic "
+                      "data), cpu (mura_synthetic at MURA's size, about 90 minutes on 2 cores: the label-efficiency "
+                      "result), paper (real MURA on a GPU, default with --mura_dir) or tiny (seconds per run, for "
+                      "tests)")
+  parser.add_argument("--pretrain_pool", choices=PRETRAIN_POOLS, default="union",
+                      help="SimCLR pretrains " + "; ".join(f"{k}: {v}" for k, v in POOLS_DOC.items())
+                      + " (default union)")
+  parser.add_argument("--arms", help="comma-separated arms to run (default: all; the SimCLR arms bring their "
+                      f"pretraining): {', '.join(a for a in ARMS if a != PRETRAIN_ARM)}")
+  parser.add_argument("--draws", type=int, help="paired label draws of every 1%% and 10%% arm (default: the preset's)")
   parser.add_argument("--out", help="study folder (default runs/<dataset>_<preset> in the current folder)")
   parser.add_argument("--data_dir", default=os.path.abspath(os.path.join("data", "tfds")),
                       help="prepared TFDS datasets (default data/tfds in the current folder)")
-  parser.add_argument("--jobs", type=int, help="arms run side by side (default: 2 on a CPU with two or more cores, "
-                      "where one arm keeps about one core busy; 1 with the paper preset, whose arms share one GPU)")
+  parser.add_argument("--jobs", type=int, help="runs side by side (default: 2 on a CPU with two or more cores, "
+                      "where one run keeps about one core busy; 1 with the paper preset, whose runs share one GPU)")
   args = parser.parse_args(argv)
-  if args.jobs is not None and args.jobs < 1:
-    parser.error(f"--jobs={args.jobs}: accepted: a whole number of at least 1")
+  for name in ("jobs", "draws"):
+    if getattr(args, name) is not None and getattr(args, name) < 1:
+      parser.error(f"--{name}={getattr(args, name)}: accepted: a whole number of at least 1")
   args.parts = [p.strip() for p in args.parts.split(",") if p.strip()]
   bad = [p for p in args.parts if p not in STUDY_TYPES]
   if bad or not args.parts:
     parser.error(f"--parts: unknown body part(s) {', '.join(bad) or '(none given)'}; "
                  f"accepted: {', '.join(STUDY_TYPES)}")
+  args.arms = [a.strip() for a in (args.arms or "").split(",") if a.strip()] or None
+  bad = [a for a in args.arms or [] if a not in ARMS]
+  if bad:
+    parser.error(f"--arms: unknown arm(s) {', '.join(bad)}; accepted: {', '.join(ARMS)}")
   if args.mura_dir and not os.path.isdir(args.mura_dir):
     parser.error(f"--mura_dir={args.mura_dir} is not a folder (it should hold MURA-v1.1/)")
   args.preset = args.preset or ("paper" if args.mura_dir else "quick")
+  args.draws = args.draws or PRESETS[args.preset].draws
   builder = "mura" if args.mura_dir else "mura_synthetic"
   args.out = args.out or os.path.abspath(os.path.join("runs", f"{builder}_{args.preset}"))
   args.builder = builder

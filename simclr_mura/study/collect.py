@@ -1,22 +1,61 @@
-"""Collecting a study folder: its body parts and arms, each arm's result.json and flags.json, and its TensorBoard curves.
+"""Collecting a study folder: its body parts, arms and label draws, each run's result.json, flags.json and test
+predictions, the pretraining runs, and TensorBoard curves.
 
-A study folder holds one trainer run per body part and arm, `<study>/<part>/<arm>/`, each laid out as `layout.RunDir`
-names it. Arms that are absent or unfinished (no result.json) are reported as missing; nothing here crashes on a
-partial study.
+A study folder holds `<study>/<part>/<arm>/` for single-run arms (baseline and the 100% arms) and
+`<study>/<part>/<arm>/draw<k>/` for the label draws of the 1% and 10% arms (draw k of every arm trains on the same
+patients); pretraining is `<study>/simclr_pretrain/` (one pool) or `<study>/<part>/simclr_pretrain/` (per part) and is
+not evaluated. Arms and draws that are absent, unfinished (no result.json) or unreadable are listed as missing with the
+reason; nothing here crashes on a partial study. Every file is read through tf.io.gfile (a study may be on gs://).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import pandas as pd
 import tensorflow as tf
 
-from simclr_mura.layout import ARMS, REPORT_DIR, UNEVALUATED_ARMS, RunDir
-from simclr_mura.study.tables import LEVEL_ORDER, RESULT_COLUMNS, arm_order, part_order, sort_results
-from simclr_mura.training.results import read_flags_json, read_result
+from simclr_mura.layout import (ARMS, DRAWN_FRACTIONS, POOLED, PRETRAIN_ARM, REPORT_DIR, UNEVALUATED_ARMS, RunDir,
+                                draw_folder)
+from simclr_mura.study.tables import arm_order, part_order
+from simclr_mura.training.results import read_flags_json, read_predictions, read_result
 
 Curves = Dict[str, Dict[str, List[Tuple[int, float]]]]  # {event run: {tag: [(step, value)]}}
+_DRAW = re.compile(r"^draw(\d+)$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """One evaluated run: a single-run arm (draw 0) or one label draw of a drawn arm."""
+  body_part: str
+  arm: str
+  draw: int
+  model_dir: str
+  result: Dict[str, Any]  # result.json
+  flags: Dict[str, Any]  # flags.json ({} when absent)
+  drawn: bool  # one of the arm's label draws (`<arm>/draw<k>/`)
+
+  @property
+  def threshold(self) -> float:
+    """Abnormal when the (study's mean) probability is above it: the run's --threshold (default 0.5)."""
+    return float(self.flags.get("threshold", 0.5))
+
+  @property
+  def name(self) -> str:
+    """`elbow/scratch_1pct/draw0` or `elbow/baseline`, for messages."""
+    return "/".join([self.body_part, self.arm] + ([draw_folder(self.draw)] if self.drawn else []))
+
+
+@dataclasses.dataclass
+class Collected:
+  """What a study folder holds."""
+  parts: List[str]
+  runs: List[Run]  # every evaluated run with a readable result.json
+  missing: List[Dict[str, Any]]  # {"body_part", "arm", "draw" (None: the whole arm), "reason"}
+  n_draws: int  # label draws per drawn arm: the most any arm has (0 without drawn arms)
+  curve_dirs: List[Tuple[str, str, str]]  # (part, or "" for the pool's pretraining; arm; model_dir) to draw curves of
 
 
 def _listdir(path: str) -> List[str]:
@@ -24,64 +63,48 @@ def _listdir(path: str) -> List[str]:
   return [name.rstrip("/") for name in tf.io.gfile.listdir(path)]
 
 
-def find_body_parts(study_dir: str, exclude: Sequence[str] = (REPORT_DIR,)) -> List[str]:
-  """Sub-folders of the study that hold at least one arm (a known arm name or a run folder), in MURA order."""
+def is_drawn(arm: str) -> bool:
+  """Whether an arm runs label draws (its fraction is one of DRAWN_FRACTIONS: `<family>_1pct`, `<family>_10pct`)."""
+  return any(arm.endswith("_" + f) for f in DRAWN_FRACTIONS)
+
+
+def draw_dirs(arm_dir: str) -> Dict[int, str]:
+  """{k: `<arm_dir>/draw<k>`} for the draw folders of an arm, in order of k."""
+  if not tf.io.gfile.isdir(arm_dir):
+    return {}
+  found = {}
+  for name in _listdir(arm_dir):
+    m = _DRAW.match(name)
+    if m and tf.io.gfile.isdir(os.path.join(arm_dir, name)):
+      found[int(m.group(1))] = os.path.join(arm_dir, name)
+  return dict(sorted(found.items()))
+
+
+def _holds_runs(path: str) -> bool:
+  """A run folder, or an arm folder of label draws."""
+  return RunDir(path).is_run() or bool(draw_dirs(path))
+
+
+def find_body_parts(study_dir: str, exclude: Sequence[str] = ()) -> List[str]:
+  """Sub-folders of the study that hold at least one arm (a known arm name or a run folder), in MURA order; the
+  report folder and the pool's pretraining (`<study>/simclr_pretrain`) are not body parts."""
+  skip = {REPORT_DIR, PRETRAIN_ARM, POOLED, *exclude}
   parts = []
   for name in _listdir(study_dir):
     path = os.path.join(study_dir, name)
-    if name.startswith(".") or name in exclude or not tf.io.gfile.isdir(path):
+    if name.startswith(".") or name in skip or not tf.io.gfile.isdir(path):
       continue
     children = [c for c in _listdir(path) if tf.io.gfile.isdir(os.path.join(path, c))]
-    if any(c in ARMS or RunDir(os.path.join(path, c)).is_run() for c in children):
+    if any(c in ARMS or _holds_runs(os.path.join(path, c)) for c in children):
       parts.append(name)
   return sorted(parts, key=part_order)
 
 
 def arms_of(part_dir: str) -> List[str]:
-  """The study's arms and any other run folder of a body part, in report order."""
-  extra = [c for c in _listdir(part_dir)
-           if c not in ARMS and not c.startswith(".") and RunDir(os.path.join(part_dir, c)).is_run()]
+  """The study's arms and any other run folder (or folder of draws) of a body part, in report order."""
+  extra = [c for c in _listdir(part_dir) if c not in ARMS and not c.startswith(".")
+           and tf.io.gfile.isdir(os.path.join(part_dir, c)) and _holds_runs(os.path.join(part_dir, c))]
   return sorted(list(ARMS) + extra, key=arm_order)
-
-
-def collect_results(study_dir: str, parts: Optional[Sequence[str]] = None
-                    ) -> Tuple[pd.DataFrame, List[Dict[str, str]], List[Dict[str, Any]]]:
-  """Reads every arm's result.json.
-
-  Returns:
-    (results, missing, runs): `results` has RESULT_COLUMNS, one row per body part x arm x level; `missing` lists
-    {"body_part", "arm", "reason"} for arms without a usable result (or, for simclr_pretrain, without a folder);
-    `runs` lists {"body_part", "arm", "model_dir", "result"} for arms with a result.
-  """
-  parts = find_body_parts(study_dir) if parts is None else list(parts)
-  rows: List[Dict[str, Any]] = []
-  missing: List[Dict[str, str]] = []
-  runs: List[Dict[str, Any]] = []
-  for part in parts:
-    part_dir = os.path.join(study_dir, part)
-    for arm in arms_of(part_dir):
-      run = RunDir(os.path.join(part_dir, arm))
-      model_dir = run.path
-      if not tf.io.gfile.isdir(model_dir):
-        missing.append({"body_part": part, "arm": arm, "reason": "not run (no folder)"})
-        continue
-      if arm in UNEVALUATED_ARMS:
-        continue
-      path = run.result_json
-      if not tf.io.gfile.exists(path):
-        missing.append({"body_part": part, "arm": arm, "reason": "unfinished (no result.json)"})
-        continue
-      try:
-        result = read_result(path)
-      except (ValueError, OSError) as e:  # json.JSONDecodeError is a ValueError
-        missing.append({"body_part": part, "arm": arm, "reason": f"unreadable result.json: {e}"})
-        continue
-      runs.append({"body_part": part, "arm": arm, "model_dir": model_dir, "result": result})
-      for level in LEVEL_ORDER:
-        m = result[level]
-        rows.append({"body_part": part, "arm": arm, "level": level, **{k: m[k] for k in RESULT_COLUMNS[3:]}})
-  df = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
-  return sort_results(df), missing, runs
 
 
 def safe_flags(model_dir: str) -> Dict[str, Any]:
@@ -92,34 +115,120 @@ def safe_flags(model_dir: str) -> Dict[str, Any]:
     return {}
 
 
-def study_dataset(runs: Sequence[Dict[str, Any]], study_dir: str, parts: Sequence[str]) -> Optional[str]:
+def _read_run(part: str, arm: str, draw: int, model_dir: str, drawn: bool) -> Tuple[Optional[Run], Optional[str]]:
+  """(the run, None) or (None, why it is missing)."""
+  path = RunDir(model_dir).result_json
+  if not tf.io.gfile.exists(path):
+    return None, "unfinished (no result.json)"
+  try:
+    result = read_result(path)
+  except (ValueError, OSError) as e:  # json.JSONDecodeError is a ValueError
+    return None, f"unreadable result.json: {e}"
+  return Run(part, arm, draw, model_dir, result, safe_flags(model_dir), drawn), None
+
+
+def collect_runs(study_dir: str, parts: Optional[Sequence[str]] = None) -> Collected:
+  """Reads every run's result.json and flags.json and lists what is missing (see `Collected`).
+
+  A drawn arm is expected to have as many draws as the arm with the most (draw folders 0..R−1); a drawn arm whose
+  folder is itself a run (a study from before label draws) counts as draw 0.
+  """
+  parts = find_body_parts(study_dir) if parts is None else list(parts)
+  arms = {part: arms_of(os.path.join(study_dir, part)) for part in parts}
+  draws = {(part, arm): draw_dirs(os.path.join(study_dir, part, arm)) for part in parts for arm in arms[part]
+           if is_drawn(arm)}
+  n_draws = max((max(d) + 1 for d in draws.values() if d), default=0)
+  pool = os.path.join(study_dir, PRETRAIN_ARM)
+  pooled_pretraining = tf.io.gfile.isdir(pool)
+  runs: List[Run] = []
+  missing: List[Dict[str, Any]] = []
+  curve_dirs: List[Tuple[str, str, str]] = [("", PRETRAIN_ARM, pool)] if pooled_pretraining else []
+
+  def lack(part: str, arm: str, draw: Optional[int], reason: str) -> None:
+    missing.append({"body_part": part, "arm": arm, "draw": draw, "reason": reason})
+
+  for part in parts:
+    for arm in arms[part]:
+      arm_dir = os.path.join(study_dir, part, arm)
+      if not tf.io.gfile.isdir(arm_dir):
+        if not (arm in UNEVALUATED_ARMS and pooled_pretraining):
+          lack(part, arm, None, "not run (no folder)")
+        continue
+      if arm in UNEVALUATED_ARMS:
+        curve_dirs.append((part, arm, arm_dir))
+        continue
+      found = draws.get((part, arm), {})
+      if not found:  # a single-run arm (or a drawn arm run as one, before label draws)
+        if is_drawn(arm) and not RunDir(arm_dir).is_run():
+          lack(part, arm, None, "no label draw started (no draw<k> folder)")
+          continue
+        curve_dirs.append((part, arm, arm_dir))
+        run, why = _read_run(part, arm, 0, arm_dir, drawn=False)
+        if run is None:
+          lack(part, arm, None, why)
+        else:
+          runs.append(run)
+        continue
+      curve_dirs.append((part, arm, found[min(found)]))
+      for k in range(n_draws):
+        if k not in found:
+          lack(part, arm, k, f"not run (no {draw_folder(k)} folder)")
+          continue
+        run, why = _read_run(part, arm, k, found[k], drawn=True)
+        if run is None:
+          lack(part, arm, k, why)
+        else:
+          runs.append(run)
+  return Collected(parts=parts, runs=runs, missing=missing, n_draws=n_draws, curve_dirs=curve_dirs)
+
+
+def read_run_predictions(run: Run) -> Tuple[Optional[pd.DataFrame], Optional[str]]:
+  """(the run's predictions_test.csv, None), or (None, why not): the bootstrap and the pooled rows need it."""
+  path = RunDir(run.model_dir).predictions_csv("test")
+  if not tf.io.gfile.exists(path):
+    return None, f"{run.name}: no {os.path.basename(path)}"
+  try:
+    return read_predictions(path), None
+  except (ValueError, OSError, KeyError) as e:
+    return None, f"{run.name}: unreadable {os.path.basename(path)}: {e}"
+
+
+def _run_dirs(study_dir: str) -> List[str]:
+  """Every folder that may hold a run's flags.json: the pool's pretraining, each arm and its first draw."""
+  out = [os.path.join(study_dir, PRETRAIN_ARM)]
+  for part in find_body_parts(study_dir):
+    for arm in arms_of(os.path.join(study_dir, part)):
+      arm_dir = os.path.join(study_dir, part, arm)
+      out += [arm_dir, *draw_dirs(arm_dir).values()]
+  return out
+
+
+def study_dataset(runs: Sequence[Run], study_dir: str) -> Optional[str]:
   """The builder ('mura' or 'mura_synthetic') the study used, from result.json or flags.json."""
   for run in runs:
-    return str(run["result"]["dataset"]).split("/")[0]
-  for part in parts:
-    for arm in ARMS:
-      flags = safe_flags(os.path.join(study_dir, part, arm))
-      if flags.get("dataset"):
-        return str(flags["dataset"]).split("/")[0]
+    return str(run.result["dataset"]).split("/")[0]
+  for model_dir in _run_dirs(study_dir):
+    flags = safe_flags(model_dir)
+    if flags.get("dataset"):
+      return str(flags["dataset"]).split("/")[0]
   return None
 
 
-def study_data_dir(study_dir: str) -> Optional[str]:
-  """The TFDS data_dir the study's runs read (from their flags.json), if any recorded one."""
-  for part in find_body_parts(study_dir):
-    for arm in ARMS:
-      flags = safe_flags(os.path.join(study_dir, part, arm))
-      if flags.get("data_dir"):
-        return str(flags["data_dir"])
-  return None
+def study_data_options(study_dir: str) -> Dict[str, Any]:
+  """Where and at what size the study's runs read their data (from a flags.json): {"data_dir", "mura_dir", "scale"}
+  as `data.explore.explore` takes them ({} when no run recorded its flags)."""
+  for model_dir in _run_dirs(study_dir):
+    flags = safe_flags(model_dir)
+    if flags.get("dataset") and "+" not in str(flags["dataset"]):  # a body part's run (not a pool's pretraining)
+      return {"data_dir": flags.get("data_dir"), "mura_dir": flags.get("mura_dir"),
+              "scale": flags.get("synthetic_scale")}
+  return {}
 
 
 def read_arm_curves(model_dir: str) -> Curves:
-  """{run: {tag: [(step, value)]}} for every event folder under an arm (train, eval, validation, ...)."""
+  """{run: {tag: [(step, value)]}} for every event folder under a run (train, eval, validation, ...)."""
+  from simclr_mura.training import summaries  # local: TensorBoard's event reader, only when curves are drawn
   curves: Curves = {}
-  if not any(f.startswith("events.out.tfevents") for _, _, files in os.walk(model_dir) for f in files):
-    return curves
-  from simclr_mura.training import summaries  # local: imports TensorFlow, which a report without event files does not need
   for run, folder in summaries.event_runs(model_dir).items():
     scalars = summaries.read_scalars(folder)
     if scalars:

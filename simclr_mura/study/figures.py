@@ -1,105 +1,96 @@
-"""The study report's figures: test metrics against the label fraction, training curves, per-arm comparisons."""
+"""The study report's figures: label efficiency (test metrics against the label fraction), training curves, per-arm
+validation curves."""
 from __future__ import annotations
 
-import math
 import re
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
 
+from simclr_mura.layout import BASELINE_ARM, FINETUNE, LABEL_FRACTIONS, LINEAR, SCRATCH, arm_name
 from simclr_mura.plotting import new_figure, save_figure
+from simclr_mura.study.tables import arm_family, is_null
 
 Series = Sequence[Tuple[int, float]]  # (step, value) pairs
 
-FRACTION_METRICS = ("auroc", "kappa", "accuracy", "precision", "recall")
+EFFICIENCY_METRICS = ("auroc", "kappa", "accuracy")
 METRIC_TITLES = {"auroc": "AUROC", "kappa": "Cohen's kappa", "accuracy": "Accuracy", "precision": "Precision",
                  "recall": "Recall (sensitivity)", "specificity": "Specificity", "f1": "F1"}
-_FRACTION_ARM = re.compile(r"^(?P<family>.+)_(?P<pct>\d+)pct$")
-_FAMILIES = (("simclr_finetune", "SimCLR fine-tune", "tab:blue"), ("scratch", "ResNet from scratch", "tab:orange"))
-_REFERENCES = (("baseline", "DenseNet-169 baseline (100%)", "black", "-."),
-               ("simclr_linear", "SimCLR linear eval (100%)", "tab:purple", ":"))
-
-
-def arm_fraction(arm: str) -> Optional[Tuple[str, float]]:
-  """('simclr_finetune', 0.1) for 'simclr_finetune_10pct'; None for arms without a label fraction."""
-  m = _FRACTION_ARM.match(arm)
-  if not m:
-    return None
-  return m.group("family"), int(m.group("pct")) / 100.0
+FAMILY_STYLES = {SCRATCH: ("ResNet from scratch", "tab:orange"), LINEAR: ("SimCLR linear eval", "tab:purple"),
+                 FINETUNE: ("SimCLR fine-tune", "tab:blue")}  # families without a style get matplotlib's next colour
+BASELINE_STYLE = ("DenseNet-169 baseline (100%)", "black")
 
 
 def _value(x) -> float:
-  return float("nan") if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+  return float("nan") if is_null(x) else float(x)
 
 
-def label_fraction_figure(results: pd.DataFrame, body_part: str, path: str,
-                          metrics: Sequence[str] = FRACTION_METRICS) -> Optional[str]:
-  """Test metrics against the label fraction (log x) for one body part; returns the path, or None without data.
-
-  Lines: SimCLR fine-tune and ResNet-from-scratch at 1/10/100% (study level solid, image level dashed); horizontal
-  references: the DenseNet-169 baseline and SimCLR linear evaluation (both on 100% of labels, study level).
+def label_efficiency_figure(summary: pd.DataFrame, body_part: str, path: str,
+                            metrics: Sequence[str] = EFFICIENCY_METRICS) -> Optional[str]:
+  """Study-level test metrics against the label fraction (1%, 10%, 100% on a log axis) for one body part (or pooled):
+  per family the mean over label draws with its 95% CI as a band (and bars), the DenseNet-169 baseline as a point
+  with its CI at 100%; returns the path, or None without data.
 
   Args:
-    results: rows of results.csv (body_part, arm, level and the metric columns).
-    body_part: the part to plot.
+    summary: rows of summary.csv (body_part, arm, level, metric, mean, ci_low, ci_high).
+    body_part: the part to plot, or `pooled`.
     path: the PNG to write.
-    metrics: metric columns, one panel each.
+    metrics: one panel each.
   """
-  part = results[results["body_part"] == body_part]
-  if part.empty:
+  part = summary[(summary["body_part"] == body_part) & (summary["level"] == "study")]
+  if part.empty or not part["mean"].map(lambda v: not is_null(v)).any():
     return None
-  ncols = 3
-  nrows = int(math.ceil((len(metrics) + 1) / ncols))
-  fig = new_figure(5.0 * ncols, 3.8 * nrows)
-  axes = [fig.add_subplot(nrows, ncols, i + 1) for i in range(nrows * ncols)]
+  families = list(FAMILY_STYLES) + sorted({f for f, _ in filter(None, map(arm_family, part["arm"]))} -
+                                           set(FAMILY_STYLES))
+  fig = new_figure(4.6 * len(metrics) + 2.4, 4.0)
+  axes = [fig.add_subplot(1, len(metrics), i + 1) for i in range(len(metrics))]
   handles: Dict[str, object] = {}
   for ax, metric in zip(axes, metrics):
+    rows = part[part["metric"] == metric]
     values: List[float] = []
-    for family, name, colour in _FAMILIES:
-      for level, style in (("study", "-"), ("image", "--")):
-        pts = []
-        for _, row in part[part["level"] == level].iterrows():
-          fam = arm_fraction(str(row["arm"]))
-          if fam and fam[0] == family:
-            pts.append((fam[1] * 100.0, _value(row[metric])))
-        if not pts:
-          continue
-        pts.sort()
-        xs, ys = zip(*pts)
-        values.extend(ys)
-        label = f"{name} ({level} level)"
-        (h,) = ax.plot(xs, ys, linestyle=style, marker="o", color=colour, alpha=1.0 if level == "study" else 0.6,
-                       label=label)
-        handles.setdefault(label, h)
-    for arm, name, colour, style in _REFERENCES:
-      rows = part[(part["arm"] == arm) & (part["level"] == "study")]
-      if rows.empty or not np.isfinite(_value(rows.iloc[0][metric])):
+    for i, family in enumerate(families):
+      shift = 1.06 ** (i - (len(families) - 1) / 2)  # side by side on the log axis, so the bars do not overlap
+      name, colour = FAMILY_STYLES.get(family, (family, None))
+      pts = []
+      for fraction, share in LABEL_FRACTIONS.items():
+        row = rows[rows["arm"] == arm_name(family, fraction)]
+        if not row.empty and not is_null(row.iloc[0]["mean"]):
+          pts.append((share * 100.0 * shift, *(_value(row.iloc[0][c]) for c in ("mean", "ci_low", "ci_high"))))
+      if not pts:
         continue
-      v = _value(rows.iloc[0][metric])
-      values.append(v)
-      h = ax.axhline(v, color=colour, linestyle=style, label=f"{name}, study level")
-      handles.setdefault(h.get_label(), h)
+      x, mean, low, high = (np.array(v) for v in zip(*pts))
+      (line,) = ax.plot(x, mean, marker="o", color=colour, label=name)
+      colour = line.get_color()
+      ax.fill_between(x, low, high, color=colour, alpha=0.2, linewidth=0)
+      ok = np.isfinite(low) & np.isfinite(high)
+      ax.errorbar(x[ok], mean[ok], yerr=[mean[ok] - low[ok], high[ok] - mean[ok]], fmt="none", ecolor=colour,
+                  capsize=3, alpha=0.7)
+      handles.setdefault(name, line)
+      values += [v for v in (*mean, *low, *high) if np.isfinite(v)]
+    base = rows[rows["arm"] == BASELINE_ARM]
+    if not base.empty and not is_null(base.iloc[0]["mean"]):
+      mean, low, high = (_value(base.iloc[0][c]) for c in ("mean", "ci_low", "ci_high"))
+      yerr = [[mean - low], [high - mean]] if np.isfinite(low) and np.isfinite(high) else None
+      h = ax.errorbar([100.0 * 1.06 ** ((len(families) + 1) / 2)], [mean], yerr=yerr, fmt="s",
+                      color=BASELINE_STYLE[1], capsize=4, label=BASELINE_STYLE[0])
+      handles.setdefault(BASELINE_STYLE[0], h)
+      values += [v for v in (mean, low, high) if np.isfinite(v)]
     ax.set_xscale("log")
-    ax.set_xticks([1, 10, 100], labels=["1%", "10%", "100%"])
-    ax.set_xlim(0.7, 140)
-    finite = [v for v in values if np.isfinite(v)]
-    ax.set_ylim(min([0.0] + [v - 0.05 for v in finite]), 1.02)
+    ax.set_xticks([100.0 * v for v in LABEL_FRACTIONS.values()],
+                  labels=[f"{100.0 * v:g}%" for v in LABEL_FRACTIONS.values()])
+    ax.minorticks_off()
+    ax.set_xlim(0.7, 160)
+    floor = -1.02 if metric == "kappa" else -0.02  # the metric's range (a t interval over few draws may leave it)
+    ax.set_ylim(max(floor, min([0.0] + [v - 0.05 for v in values])), 1.02)
     ax.set_xlabel("fraction of training labels")
     ax.set_ylabel(METRIC_TITLES.get(metric, metric))
-    ax.set_title(f"{METRIC_TITLES.get(metric, metric)} on test")
+    ax.set_title(f"{METRIC_TITLES.get(metric, metric)} (study level, test)")
     ax.grid(True, alpha=0.3)
-    if not finite:
+    if not values:
       ax.text(10, 0.5, "no defined values", ha="center", va="center")
-  legend_ax = axes[len(metrics)]
-  legend_ax.axis("off")
-  if handles:
-    legend_ax.legend(list(handles.values()), list(handles.keys()), loc="center", frameon=False)
-  else:
-    legend_ax.text(0.5, 0.5, "no SimCLR/scratch/baseline results", ha="center", va="center")
-  for ax in axes[len(metrics) + 1:]:
-    ax.axis("off")
-  fig.suptitle(f"{body_part}: test metrics vs label fraction (study level solid, image level dashed)")
+  fig.legend(list(handles.values()), list(handles.keys()), loc="outside right center", frameon=False)
+  fig.suptitle(f"{body_part}: label efficiency (mean over label draws, shaded: 95% CI)")
   return save_figure(fig, path)
 
 

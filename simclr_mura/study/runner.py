@@ -18,18 +18,8 @@ import sys
 import time
 
 from simclr_mura.layout import BASELINE_ARM, PRETRAIN_ARM, RunDir
-from simclr_mura.study.arms import Arm, arms
-
-
-def arm_argv(arm: Arm, part: str, args: argparse.Namespace) -> list[str]:
-  """The trainer command line of one arm on one body part (as `python run.py` takes it)."""
-  part_dir = os.path.join(args.out, part)
-  argv = [a.format(pretrain=os.path.join(part_dir, PRETRAIN_ARM)) for a in arm.argv]
-  argv += [f"--dataset={args.builder}/{part}", f"--data_dir={args.data_dir}",
-           f"--model_dir={os.path.join(part_dir, arm.name)}"]
-  if args.mura_dir:
-    argv.append(f"--mura_dir={args.mura_dir}")
-  return argv
+from simclr_mura.study import arms as arms_lib
+from simclr_mura.study.arms import Run
 
 
 def _fmt(seconds: float) -> str:
@@ -38,19 +28,29 @@ def _fmt(seconds: float) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class _Task:
-  """One arm on one body part."""
+  """One run of the plan, numbered."""
   number: int  # 1-based position in the plan
-  part: str
-  arm: Arm
-  argv: tuple[str, ...]
+  run: Run
+
+  @property
+  def argv(self) -> tuple[str, ...]:
+    return self.run.argv
 
   @property
   def run_dir(self) -> RunDir:
-    return RunDir(dict(a.split("=", 1) for a in self.argv if a.startswith("--model_dir="))["--model_dir"])
+    return RunDir(self.run.model_dir)
 
-  @property
-  def needs_pretraining(self) -> bool:
-    return any("{pretrain}" in a for a in self.arm.argv)
+
+def study_plan(args: argparse.Namespace) -> list[Run]:
+  """The runs of the study the command line asks for (with --arms: those arms and the pretraining they restore)."""
+  runs = arms_lib.plan(preset=arms_lib.PRESETS[args.preset], builder=args.builder, parts=args.parts,
+                       pool=args.pretrain_pool, draws=args.draws, out=args.out, data_dir=args.data_dir,
+                       mura_dir=args.mura_dir)
+  if not getattr(args, "arms", None):
+    return runs
+  chosen = [r for r in runs if r.arm in args.arms]
+  needed = {r.pretraining for r in chosen}
+  return [r for r in runs if r in chosen or r.model_dir in needed]
 
 
 def run_arm(argv: list[str] | tuple[str, ...], done_json: str) -> float:
@@ -78,18 +78,19 @@ def run_study(args: argparse.Namespace) -> int:
   from simclr_mura import report as report_cli
 
   logging.set_verbosity(logging.WARNING)
-  plan = [(part, arm) for part in args.parts for arm in arms(args.preset)]
-  tasks = [_Task(i, part, arm, tuple(arm_argv(arm, part, args))) for i, (part, arm) in enumerate(plan, 1)]
+  plan = study_plan(args)
+  tasks = [_Task(i, run) for i, run in enumerate(plan, 1)]
   _validate(tasks)
   os.makedirs(args.out, exist_ok=True)
-  print(f"Study: {args.builder} {','.join(args.parts)}, preset {args.preset}, {len(plan)} runs -> {args.out}"
-        + (f", {args.jobs} side by side" if args.jobs > 1 else ""))
+  print(f"Study: {args.builder} {','.join(args.parts)}, preset {args.preset}, SimCLR pretraining "
+        f"{arms_lib.POOLS_DOC[args.pretrain_pool]} ({args.pretrain_pool}), {args.draws} label draws, {len(plan)} runs "
+        f"-> {args.out}" + (f", {args.jobs} side by side" if args.jobs > 1 else ""))
   print(f"TensorBoard: tensorboard --logdir {args.out}")
   start = time.time()
   todo = []
   for task in tasks:
     if os.path.exists(task.run_dir.done_json):
-      print(f"[{task.number}/{len(plan)}] {task.part} {task.arm.name}: done earlier, skipped")
+      print(f"[{task.number}/{len(plan)}] {task.run.title}: done earlier, skipped")
     else:
       todo.append(task)
   if args.jobs > 1 and len(todo) > 1:
@@ -112,26 +113,26 @@ def _validate(tasks: list[_Task]) -> None:
   for task in tasks:
     try:
       config = trainer_flags.config_from_argv(list(task.argv))
-      config_lib.validate(config.replace(checkpoint=None) if task.needs_pretraining else config)
+      config_lib.validate(config.replace(checkpoint=None) if task.run.pretraining else config)
     except UserError as e:
-      raise UserError(f"arm {task.arm.name} on {task.part}: {e}") from None
+      raise UserError(f"{task.run.title}: {e}") from None
 
 
 def _run_in_turn(todo: list[_Task], total: int, start: float) -> None:
   durations: list[float] = []
   for i, task in enumerate(todo):
     left = (sum(durations) / len(durations)) * (len(todo) - i) if durations else None
-    print(f"\n[{task.number}/{total}] {task.part} {task.arm.name} (elapsed {_fmt(time.time() - start)}"
+    print(f"\n[{task.number}/{total}] {task.run.title} (elapsed {_fmt(time.time() - start)}"
           f"{', about ' + _fmt(left) + ' left' if left else ''})\n  python run.py {' '.join(task.argv)}", flush=True)
     durations.append(run_arm(task.argv, task.run_dir.done_json))
 
 
 def _priority(task: _Task) -> tuple[int, int]:
-  """Longest first, so that no long arm is left to run alone at the end: pretraining (the SimCLR arms also wait for
-  it), DenseNet-169, the arms on all of `train`, then those on a label subset; in plan order within each."""
-  if task.arm.name in (PRETRAIN_ARM, BASELINE_ARM):
-    return (0 if task.arm.name == PRETRAIN_ARM else 1, task.number)
-  return (2 if "--train_split=train" in task.argv else 3, task.number)
+  """Longest first, so that no long run is left to run alone at the end: pretraining (the SimCLR arms also wait for
+  it), DenseNet-169, the arms on all of `train`, then those on a label draw; in plan order within each."""
+  if task.run.arm in (PRETRAIN_ARM, BASELINE_ARM):
+    return (0 if task.run.arm == PRETRAIN_ARM else 1, task.number)
+  return (2 if task.run.draw is None else 3, task.number)
 
 
 def _worker(task: _Task) -> tuple[int, float]:
@@ -161,18 +162,19 @@ def _run_side_by_side(todo: list[_Task], args: argparse.Namespace, total: int, s
   over the workers while others train.
   """
   waiting = sorted(todo, key=_priority)
-  pending_pretraining = {t.part for t in todo if t.arm.name == PRETRAIN_ARM}
+  pending_pretraining = {t.run.model_dir for t in todo if t.run.arm == PRETRAIN_ARM}
   running: dict[concurrent.futures.Future, _Task] = {}
   # Workers on one GPU: each TensorFlow would otherwise reserve nearly all its memory (spawned workers inherit this).
   os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
   # spawn: each worker starts its own TensorFlow (a forked TensorFlow runtime is not safe to use). The executor's
   # workers are not daemons, so an arm may start processes of its own (mura_synthetic renders with a process pool).
-  with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+  pool = concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"))
+  try:
     while waiting or running:
-      ready = [t for t in waiting if not (t.needs_pretraining and t.part in pending_pretraining)]
+      ready = [t for t in waiting if t.run.pretraining not in pending_pretraining]
       for task in ready[:args.jobs - len(running)]:
         waiting.remove(task)
-        print(f"[{task.number}/{total}] {task.part} {task.arm.name} started (elapsed {_fmt(time.time() - start)}), "
+        print(f"[{task.number}/{total}] {task.run.title} started (elapsed {_fmt(time.time() - start)}), "
               f"output in {task.run_dir.log}\n  python run.py {' '.join(task.argv)}", flush=True)
         running[pool.submit(_worker, task)] = task
       done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
@@ -181,7 +183,7 @@ def _run_side_by_side(todo: list[_Task], args: argparse.Namespace, total: int, s
         error = future.exception()
         if error is not None:
           if isinstance(error, concurrent.futures.process.BrokenProcessPool):
-            names = ", ".join(f"{t.part} {t.arm.name}" for t in [task, *running.values()])
+            names = ", ".join(t.run.title for t in [task, *running.values()])
             print(f"\nA worker process died (out of memory?) while running: {names}. Their logs: "
                   f"<arm>/{task.run_dir.LOG}", file=sys.stderr, flush=True)
             return 1
@@ -189,16 +191,19 @@ def _run_side_by_side(todo: list[_Task], args: argparse.Namespace, total: int, s
           if os.path.exists(task.run_dir.log):
             with open(task.run_dir.log) as f:
               tail = f.read()[-3000:]
-          print(f"\n[{task.number}/{total}] {task.part} {task.arm.name} failed: {error!r}\n--- end of "
+          print(f"\n[{task.number}/{total}] {task.run.title} failed: {error!r}\n--- end of "
                 f"{task.run_dir.log} ---\n{tail}", file=sys.stderr, flush=True)
           if running:
             print("Waiting for the arms still running to finish (a rerun with the same --out skips them).",
                   file=sys.stderr, flush=True)
           pool.shutdown(wait=True, cancel_futures=True)
           return 1
-        if task.arm.name == PRETRAIN_ARM:
-          pending_pretraining.discard(task.part)
+        if task.run.arm == PRETRAIN_ARM:
+          pending_pretraining.discard(task.run.model_dir)
         _, seconds = future.result()
-        print(f"[{task.number}/{total}] {task.part} {task.arm.name} finished in {_fmt(seconds)} "
+        print(f"[{task.number}/{total}] {task.run.title} finished in {_fmt(seconds)} "
               f"(elapsed {_fmt(time.time() - start)}, {len(waiting) + len(running)} to go)", flush=True)
+  finally:
+    # Without waiting: the workers exit (TensorFlow takes seconds to tear down) while the report is written.
+    pool.shutdown(wait=False, cancel_futures=True)
   return 0

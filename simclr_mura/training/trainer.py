@@ -25,7 +25,7 @@ from simclr_mura.layout import RunDir
 from simclr_mura.training.export import export_model
 from simclr_mura.training.metrics import class_weights_by_study_type
 from simclr_mura.training.metrics import evaluate_predictions
-from simclr_mura.models.model import build_model, zero_supervised_head
+from simclr_mura.models.model import build_model, freeze_batch_norm, zero_supervised_head
 from simclr_mura.models.schedule import step_counts
 
 
@@ -64,6 +64,7 @@ class Run:
   epoch_steps: int
   checkpoint_steps: int
   predict_step: object  # evaluation.make_predict_step(model)
+  patients: frozenset[str] | None = None  # the label draw's patients (--label_fraction), None: all of train_split
 
 
 def run(config: Config) -> dict | None:
@@ -81,7 +82,8 @@ def run(config: Config) -> dict | None:
       final.update(_final_metrics(result) if result else {})
     if job.chief and final:  # the HParams dashboard compares runs (the arms of a study) side by side
       summaries.log_hparams(config.model_dir, _hparams(config), final)
-    if job.chief and job.model.supervised_head is not None:  # a pretraining run without a probe has no classifier
+    # (a pretraining run without a probe has no classifier to export)
+    if job.chief and config.export and job.model.supervised_head is not None:
       export_model(job.model, config, RunDir(config.model_dir).export_dir, int(job.global_step.numpy()))
   elif config.mode == "eval":
     result = continuous_eval(job)
@@ -92,6 +94,9 @@ def run(config: Config) -> dict | None:
 def _set_up(config: Config, strategy: tf.distribute.Strategy, builder) -> Run:
   """Validates the splits and --checkpoint, builds model and optimizer, restores state. No training yet."""
   num_train = input_pipeline.validate_split(builder, config.train_split)
+  patients = None
+  if config.label_fraction is not None:
+    patients, num_train = label_draw(builder, config)
   for split in {config.eval_split, config.validation_split} if config.mode != "train" or \
       config.train_mode == "finetune" else {config.eval_split}:
     input_pipeline.validate_split(builder, split)
@@ -103,6 +108,9 @@ def _set_up(config: Config, strategy: tf.distribute.Strategy, builder) -> Run:
   chief = distribute.is_chief(strategy)
   with strategy.scope():
     model = build_model(config)  # variables created, fine_tune_after_block applied
+    if config.train_mode == "finetune" and num_train < config.freeze_bn_below:
+      print(f"Batch norm in inference mode ({freeze_batch_norm(model)} layers): {num_train} training images < "
+            f"--freeze_bn_below={config.freeze_bn_below}")
     optimizer = optim.build_optimizer(config, optim.learning_rate(config, num_train, counts.total_steps))
     optimizer.build(model.trainable_variables)
     global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
@@ -123,7 +131,23 @@ def _set_up(config: Config, strategy: tf.distribute.Strategy, builder) -> Run:
              global_step=global_step, selection=selection, checkpointer=checkpointer, chief=chief,
              num_train_examples=num_train,
              total_steps=counts.total_steps, epoch_steps=counts.epoch_steps,
-             checkpoint_steps=counts.checkpoint_steps, predict_step=evaluation.make_predict_step(model))
+             checkpoint_steps=counts.checkpoint_steps, predict_step=evaluation.make_predict_step(model),
+             patients=patients)
+
+
+def label_draw(builder, config: Config) -> tuple[frozenset[str], int]:
+  """The patients of draw `--label_draw` of `--label_fraction` of `--train_split` (`splits.draw_patients`: whole
+  patients, stratified by study type x label, with a floor) and their number of images, printed."""
+  from simclr_mura.datasets import splits  # the one definition the builders' train_1pct / train_10pct use too
+
+  meta = input_pipeline.metadata(builder, config.train_split)
+  rows = zip(meta["patient_id"], meta["study_id"], meta["study_type"], meta["label"])
+  patients = splits.draw_patients(rows, config.label_fraction, config.label_draw)
+  chosen = meta[meta["patient_id"].isin(patients)]
+  studies = chosen.drop_duplicates("study_id")
+  print(f"Label draw {config.label_draw} of {config.label_fraction:g} of {config.train_split}: {len(patients)} "
+        f"patients, {studies['study_id'].size} studies ({int(studies['label'].sum())} abnormal), {len(chosen)} images")
+  return patients, len(chosen)
 
 
 def _writer(job: Run, name: str) -> tf.summary.SummaryWriter:
@@ -147,10 +171,11 @@ def train(job: Run) -> dict:
     print(f"Already trained to step {start} of {job.total_steps}; nothing to do.")
     return {}
 
-  weights = class_weight_table(job.builder, config.train_split) if (
+  weights = class_weight_table(job.builder, config.train_split, job.patients) if (
       not pretrain and config.class_weight == "balanced") else None
   input_fn = input_pipeline.train_input_fn(job.builder, config, config.train_split, pretrain,
-                                           config.train_batch_size, seed=config.seed + start, class_weights=weights)
+                                           config.train_batch_size, seed=config.seed + start, class_weights=weights,
+                                           patients=job.patients)
   iterator = iter(strategy.distribute_datasets_from_function(input_fn))
   step_fn = steps.make_train_step(model, job.optimizer, config, strategy)
   names = steps.metric_names(config)
@@ -220,11 +245,16 @@ def train(job: Run) -> dict:
   return values
 
 
-def class_weight_table(builder, split: str) -> np.ndarray:
-  """The MURA paper's class weights per study type of `split` as a [study types, 2] table (types absent: 1), printed;
-  a study type without both classes is a `UserError`."""
+def class_weight_table(builder, split: str, patients: frozenset[str] | None = None) -> np.ndarray:
+  """The MURA paper's class weights per study type of `split` (of its `patients` only, when given) as a
+  [study types, 2] table (types absent: 1), printed; a study type without both classes is a `UserError`."""
   names = builder.info.features["study_type"].names
-  types, labels = input_pipeline.study_types_and_labels(builder, split)
+  if patients is None:
+    types, labels = input_pipeline.study_types_and_labels(builder, split)
+  else:
+    meta = input_pipeline.metadata(builder, split)
+    meta = meta[meta["patient_id"].isin(patients)]
+    types, labels = np.asarray([names.index(t) for t in meta["study_type"]], np.int64), meta["label"].to_numpy()
   try:
     weights = class_weights_by_study_type(np.asarray(names)[types], labels)
   except ValueError as e:
@@ -318,7 +348,9 @@ def _hparams(config: Config) -> dict:
   keys = ("train_mode", "dataset", "train_split", "backbone", "resnet_depth", "width_multiplier", "image_size",
           "optimizer", "learning_rate", "learning_rate_scaling", "train_batch_size", "train_epochs", "temperature",
           "fine_tune_after_block", "class_weight", "seed")
-  return {k: getattr(config, k) for k in keys} | {"checkpoint": config.checkpoint or ""}
+  return {k: getattr(config, k) for k in keys} | {
+      "checkpoint": config.checkpoint or "", "label_draw": config.label_draw,
+      "label_fraction": config.label_fraction or 1.0}
 
 
 def _final_metrics(result: dict) -> dict:
