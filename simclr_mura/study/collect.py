@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from simclr_mura.layout import (ARMS, DRAWN_FRACTIONS, POOLED, PRETRAIN_ARM, REPORT_DIR, UNEVALUATED_ARMS, RunDir,
                                 draw_folder)
-from simclr_mura.study.tables import arm_order, part_order
+from simclr_mura.study.tables import arm_family, arm_order, part_order
 from simclr_mura.training.results import read_flags_json, read_predictions, read_result
 
 Curves = Dict[str, Dict[str, List[Tuple[int, float]]]]  # {event run: {tag: [(step, value)]}}
@@ -65,7 +65,8 @@ def _listdir(path: str) -> List[str]:
 
 def is_drawn(arm: str) -> bool:
   """Whether an arm runs label draws (its fraction is one of DRAWN_FRACTIONS: `<family>_1pct`, `<family>_10pct`)."""
-  return any(arm.endswith("_" + f) for f in DRAWN_FRACTIONS)
+  family = arm_family(arm)
+  return family is not None and family[1] in DRAWN_FRACTIONS
 
 
 def draw_dirs(arm_dir: str) -> Dict[int, str]:

@@ -1,10 +1,11 @@
-"""Runs the study: every arm for every body part, then the report.
+"""Runs the study: every run of its plan (`arms.plan`: the pretraining, then every arm, body part and label draw),
+then the report.
 
-Each arm is configured exactly as `python run.py <its flags>` (printed before it starts). With `--jobs=1` the arms run
-one after another in this process (TensorFlow starts once); with `--jobs=N` up to N arms run side by side, each in a
-worker process that keeps TensorFlow loaded between arms and writes the arm's output to its `RunDir.LOG`. An arm that
-restores the body part's pretraining starts only after that pretraining finished. An arm whose folder holds
-`RunDir.DONE` is skipped; an interrupted one resumes from its latest checkpoint.
+Each run is configured exactly as `python run.py <its flags>` (printed before it starts). With `--jobs=1` the runs go
+one after another in this process (TensorFlow starts once); with `--jobs=N` up to N run side by side, each in a worker
+process that keeps TensorFlow loaded between runs and writes the run's output to its `RunDir.LOG`. A run that restores
+a pretraining starts only after that pretraining finished. A run whose folder holds `RunDir.DONE` is skipped; an
+interrupted one resumes from its latest checkpoint.
 """
 from __future__ import annotations
 
