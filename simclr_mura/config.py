@@ -29,6 +29,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "lr_schedule": ("cosine", "plateau"),
     "strategy": ("auto", "one_device", "mirrored", "multi_worker", "tpu"),
     "mixed_precision": ("none", "mixed_float16", "mixed_bfloat16"),
+    "positive_pairs": ("image", "study"),
 }
 # --fine_tune_after_block with --backbone=densenet169: everything trainable, or only the head (Keras's DenseNet has no
 # SimCLR block numbering to freeze by).
@@ -71,6 +72,9 @@ class Config:
   eval_crop: str = "center"
   rotation_degrees: float = 0.0  # optional extra: random rotation in [-d, d] (the study and the MURA paper used 30)
   translate_fraction: float = 0.0  # optional extra: random translation up to this fraction of the side
+  # pretraining's positive pairs: two views of one image (SimCLR), or of two images of one study (MICLe, Azizi et al.
+  # 2021; a one-image study pairs two views of its image)
+  positive_pairs: str = "image"  # image | study
 
   # --- model ---------------------------------------------------------------------------------------------------------
   backbone: str = "resnet"  # resnet | densenet169
@@ -127,6 +131,8 @@ class Config:
   master: Optional[str] = None
   mixed_precision: str = "none"  # none | mixed_float16 | mixed_bfloat16
   jit_compile: bool = False
+  # TensorFlow's graph optimizations (Grappler) of every traced function; off: the graphs run as traced
+  graph_optimization: bool = True
   seed: int = 0
   deterministic: bool = False
 
@@ -251,6 +257,8 @@ def validate(config: Config) -> None:
   if config.train_mode == "finetune" and "test" in config.validation_split:
     _fail("--validation_split=test would choose the model on the test split; accepted: validation (or a split "
           "without test)")
+  if config.positive_pairs == "study" and config.train_mode != "pretrain":
+    _fail(f"--positive_pairs=study pairs images for pretraining; accepted with --train_mode={config.train_mode}: image")
   if config.train_mode == "pretrain" and config.backbone != "resnet":
     _fail(f"--backbone={config.backbone} is for supervised runs; pretraining accepts --backbone=resnet")
   if config.mode != "train" and config.train_mode == "pretrain" and not config.lineareval_while_pretraining:

@@ -62,6 +62,9 @@ flags.DEFINE_enum("eval_crop", _D.eval_crop, CHOICES["eval_crop"],
                   "(whole image resized: the geometry --train_crop=none trains on, as the MURA paper).")
 flags.DEFINE_float("rotation_degrees", _D.rotation_degrees, "Random rotation up to this many degrees (0: off).")
 flags.DEFINE_float("translate_fraction", _D.translate_fraction, "Random translation up to this fraction (0: off).")
+flags.DEFINE_enum("positive_pairs", _D.positive_pairs, CHOICES["positive_pairs"],
+                  "Pretraining's positive pairs: two views of one image (SimCLR), or views of two different images of "
+                  "one study (MICLe; a one-image study pairs two views of its image).")
 
 # --- model ----------------------------------------------------------------------------------------------------------
 flags.DEFINE_enum("backbone", _D.backbone, CHOICES["backbone"], "Encoder architecture.")
@@ -137,6 +140,9 @@ flags.DEFINE_string("master", _D.master, "Address/name of the TensorFlow master 
 flags.DEFINE_enum("mixed_precision", _D.mixed_precision, CHOICES["mixed_precision"],
                   "Keras mixed-precision policy.")
 flags.DEFINE_bool("jit_compile", _D.jit_compile, "Compile the train step with XLA.")
+flags.DEFINE_bool("graph_optimization", _D.graph_optimization,
+                  "TensorFlow's graph optimizations (Grappler) of the traced steps. Off: no optimization pass, which on "
+                  "a model of hundreds of layers trained for a few steps saves more start-up time than the steps lose.")
 flags.DEFINE_integer("seed", _D.seed, "Random seed (initialisation, shuffling, augmentation).")
 flags.DEFINE_bool("deterministic", _D.deterministic, "Deterministic ops: a run repeats bit for bit on one machine.")
 

@@ -29,6 +29,12 @@ SCRATCH = "scratch"  # arm families: <family>_<fraction>
 LINEAR = "simclr_linear"
 FINETUNE = "simclr_finetune"
 FAMILIES: tuple[str, ...] = (SCRATCH, LINEAR, FINETUNE)
+# MICLe (`./run.sh --positive_pairs=both`): the SimCLR arms again, from a pretraining on pairs of a study's images.
+POSITIVE_PAIRS: tuple[str, ...] = ("image", "study", "both")  # the study's --positive_pairs
+MICLE_PRETRAIN_ARM = "micle_pretrain"
+MICLE_LINEAR = "micle_linear"
+MICLE_FINETUNE = "micle_finetune"
+PRETRAIN_ARMS: tuple[str, ...] = (PRETRAIN_ARM, MICLE_PRETRAIN_ARM)
 
 
 def arm_name(family: str, fraction: str) -> str:
@@ -41,11 +47,19 @@ def draw_folder(draw: int) -> str:
   return f"draw{int(draw)}"
 
 
+def folder_draw(name: str) -> int | None:
+  """k of a `draw<k>` folder name (`draw_folder`'s inverse); None for any other name."""
+  digits = name[len("draw"):]
+  return int(digits) if name.startswith("draw") and digits.isdigit() and name == draw_folder(int(digits)) else None
+
+
 # Every arm, in the order the report lists them.
 ARMS: tuple[str, ...] = (BASELINE_ARM, *(arm_name(SCRATCH, f) for f in LABEL_FRACTIONS), PRETRAIN_ARM,
                          *(arm_name(LINEAR, f) for f in LABEL_FRACTIONS),
                          *(arm_name(FINETUNE, f) for f in LABEL_FRACTIONS))
-UNEVALUATED_ARMS: tuple[str, ...] = (PRETRAIN_ARM,)  # pretraining has no labels to score; it leaves training curves
+MICLE_ARMS: tuple[str, ...] = (MICLE_PRETRAIN_ARM, *(arm_name(MICLE_LINEAR, f) for f in LABEL_FRACTIONS),
+                               *(arm_name(MICLE_FINETUNE, f) for f in LABEL_FRACTIONS))
+UNEVALUATED_ARMS: tuple[str, ...] = PRETRAIN_ARMS  # pretraining has no labels to score; it leaves training curves
 
 
 def _labels(fraction: str) -> str:
@@ -62,6 +76,12 @@ ARM_DESCRIPTIONS: dict[str, str] = {
     **{arm_name(LINEAR, f): f"linear evaluation: a logistic layer on the frozen SimCLR encoder, trained on {_labels(f)}"
        for f in LABEL_FRACTIONS},
     **{arm_name(FINETUNE, f): f"the SimCLR encoder fine-tuned end to end on {_labels(f)}" for f in LABEL_FRACTIONS},
+    MICLE_PRETRAIN_ARM: "MICLe pretraining (Azizi et al. 2021): SimCLR's, with two images of one study as a positive "
+                        "pair (not evaluated; training curves only)",
+    **{arm_name(MICLE_LINEAR, f): f"linear evaluation of the frozen MICLe encoder on {_labels(f)}"
+       for f in LABEL_FRACTIONS},
+    **{arm_name(MICLE_FINETUNE, f): f"the MICLe encoder fine-tuned end to end on {_labels(f)}"
+       for f in LABEL_FRACTIONS},
 }
 
 PathLike = Union[str, "os.PathLike[str]"]

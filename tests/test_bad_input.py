@@ -59,6 +59,9 @@ TRAINER_CASES = [
     (["--label_draw=3"], "--label_draw=3 selects a draw of --label_fraction, which is unset; accepted: "
                          "--label_fraction in (0, 1] with it"),
     (["--dataset=mura_synthetic/elbow+knee"], "unknown dataset 'mura_synthetic/elbow+knee'; accepted:"),
+    (["--positive_pairs=case"], "value should be one of <image|study>"),
+    (["--train_mode=finetune", "--positive_pairs=study"], "--positive_pairs=study pairs images for pretraining; "
+                                                           "accepted with --train_mode=finetune: image"),
 ]
 
 

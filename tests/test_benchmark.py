@@ -58,10 +58,12 @@ def _check_cpu(result: dict, work_dir: str) -> None:
   assert details["step"]["views_per_step"] == 2 * details["step"]["batch_size"]
   assert set(details["step"]["profile"]["by_component_ms"]) == {"simclr", "supervised"}
   assert set(result["goals"]) == {"input_views_per_sec_per_core", "views_over_decode", "input_over_plain",
-                                  "step_overhead_ratio", "build_peak_memory_mib"}
+                                  "study_pairs_over_image", "step_overhead_ratio", "build_peak_memory_mib"}
   pipe = details["pipeline"]
   assert result["input_over_plain"] == pytest.approx(
       pipe["input_views_per_sec"]["median"] / pipe["plain_views_per_sec"]["median"])
+  assert result["study_pairs_over_image"] == pytest.approx(
+      pipe["study_pairs_views_per_sec"]["median"] / pipe["input_views_per_sec"]["median"])
   machine = result["machine"]
   assert machine["cpu_vendor"] and set(machine["isa_flags"]) == set(common.ISA_FLAGS)
   assert machine["onednn"]["enabled"] is cpu_defaults.onednn_enabled()
@@ -131,7 +133,8 @@ def test_settings_and_table_helpers():
 @pytest.mark.parametrize("name, value, holds", [
     ("input_views_per_sec_per_core", 400.0, True), ("input_views_per_sec_per_core", 399.9, False),
     ("views_over_decode", 0.99, False), ("views_over_decode", 1.0, True), ("input_over_plain", 0.99, False),
-    ("input_over_plain", 1.2, True), ("step_overhead_ratio", 1.10, True), ("step_overhead_ratio", 1.11, False),
+    ("input_over_plain", 1.2, True), ("study_pairs_over_image", 0.79, False), ("study_pairs_over_image", 0.8, True),
+    ("step_overhead_ratio", 1.10, True), ("step_overhead_ratio", 1.11, False),
     ("build_peak_memory_mib", 2100.0, False), ("pretrain_views_per_sec", 4000.0, True),
     ("pretrain_views_per_sec", None, None)])
 def test_goals_compare_the_right_way(name, value, holds):

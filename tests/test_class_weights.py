@@ -1,5 +1,6 @@
 """`--class_weight=balanced`: the MURA paper's weighted cross-entropy, with weights per study type."""
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 
@@ -54,8 +55,8 @@ def test_a_type_without_both_classes_is_a_user_error(monkeypatch):
     class info:  # noqa: N801
       features = {"study_type": type("F", (), {"names": ["elbow", "hand"]})()}
 
-  monkeypatch.setattr(input_pipeline, "study_types_and_labels",
-                      lambda builder, split: (np.array([0, 0, 1]), np.array([0, 1, 1])))
+  monkeypatch.setattr(input_pipeline, "metadata", lambda builder, split: pd.DataFrame(
+      {"study_type": ["elbow", "elbow", "hand"], "label": [0, 1, 1], "patient_id": ["p1", "p2", "p3"]}))
   with pytest.raises(UserError, match=r"--class_weight=balanced on train: study type hand: .*0 normal and 1 "):
     trainer.class_weight_table(Builder, "train")
 

@@ -3,7 +3,6 @@ import json
 import os
 import shutil
 import threading
-import time
 
 import numpy as np
 import pandas as pd

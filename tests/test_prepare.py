@@ -40,7 +40,7 @@ def test_prepare_builds_once_and_returns_the_builder(mura_parent, tmp_path):
 
 
 def test_cli_builds_and_reports(mura_parent, tmp_path, capsys):
-  prepare.run([f"--dataset=mura/elbow", f"--data_dir={tmp_path}", f"--mura_dir={mura_parent}"])
+  prepare.run(["--dataset=mura/elbow", f"--data_dir={tmp_path}", f"--mura_dir={mura_parent}"])
   out = capsys.readouterr().out
   assert "mura/elbow ready in" in out and "train_10pct=" in out and "test=" in out
   assert tfds.builder("mura/elbow", data_dir=str(tmp_path)).is_prepared()

@@ -47,3 +47,15 @@ def test_one_device_contrasts_its_own_batch(monkeypatch):
   assert np.isfinite(float(metrics["total_loss"]))
   assert float(metrics["total_loss"]) == pytest.approx(
       float(metrics["contrast_loss"] + metrics["supervised_loss"] + metrics["weight_decay"]), rel=1e-5)
+
+
+def test_graph_optimization_flag_switches_grappler_per_run():
+  # A study's worker runs arm after arm in one process: each run sets it, both ways.
+  from simclr_mura.training import distribute
+  try:
+    distribute.set_up_runtime(CONFIG.replace(graph_optimization=False))
+    assert tf.config.optimizer.get_experimental_options()["disable_meta_optimizer"] is True
+    distribute.set_up_runtime(CONFIG)
+    assert tf.config.optimizer.get_experimental_options()["disable_meta_optimizer"] is False
+  finally:
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": False})

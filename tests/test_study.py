@@ -16,7 +16,7 @@ import pytest
 
 from conftest import REPO
 from simclr_mura.layout import ARMS as ALL_ARMS
-from simclr_mura.layout import STUDY_TYPES, RunDir, UNEVALUATED_ARMS
+from simclr_mura.layout import MICLE_ARMS, STUDY_TYPES, RunDir, UNEVALUATED_ARMS
 from simclr_mura.study import cli, runner
 
 ARMS = [a for a in ALL_ARMS if a not in UNEVALUATED_ARMS]
@@ -224,6 +224,8 @@ def test_rerun_skips_finished_arms_and_resumes_an_interrupted_one(tiny_study, sy
     (["--draws=0"], "--draws=0: accepted: a whole number of at least 1"),
     (["--pretrain_pool=everything"], "argument --pretrain_pool: invalid choice: 'everything'"),
     (["--arms=simclr_finetune_5pct"], "--arms: unknown arm(s) simclr_finetune_5pct; accepted: baseline"),
+    (["--positive_pairs=patient"], "argument --positive_pairs: invalid choice: 'patient'"),
+    (["--arms=micle_finetune_1pct"], "(MICLe's micle_* with --positive_pairs=both)"),
 ])
 def test_bad_arguments_get_a_usage_message(args, message):
   proc = _study(*args, timeout=120)
@@ -292,9 +294,41 @@ def test_every_arm_and_draw_is_planned_with_paired_label_draws():
   assert len([r for r in per_part if r.draw is not None]) == 2 * 3 * 3
 
 
+@pytest.mark.parametrize("pool", ["union", "per_part"])
+def test_positive_pairs_both_adds_micle_arms_on_the_same_draws(pool):
+  _, simclr = _plan("--parts=elbow,hand", f"--pretrain_pool={pool}", "--draws=2", "--out=/study")
+  _, both = _plan("--parts=elbow,hand", f"--pretrain_pool={pool}", "--draws=2", "--out=/study",
+                  "--positive_pairs=both")
+  assert [r for r in both if not r.arm.startswith("micle")] == simclr  # SimCLR's runs unchanged
+  micle = [r for r in both if r.arm.startswith("micle")]
+  pretraining = [r for r in micle if r.arm == "micle_pretrain"]
+  assert all(_flag(r, "positive_pairs") == "study" for r in pretraining)
+  assert both[:len(pretraining) * 2] == [r for r in both if r.arm.endswith("_pretrain")]  # pretrainings first
+  where = {r.part: r.model_dir for r in pretraining}
+  for r in micle:
+    if r.arm == "micle_pretrain":
+      continue
+    assert _flag(r, "checkpoint") == r.pretraining == (where[r.part] if pool == "per_part" else where[None])
+    twin = next(t for t in simclr if t.part == r.part and t.draw == r.draw and
+                t.arm == r.arm.replace("micle_", "simclr_"))  # the SimCLR arm of the same draw and recipe
+    strip = lambda argv: [a for a in argv if not a.startswith(("--checkpoint=", "--model_dir="))]  # noqa: E731
+    assert strip(r.argv) == strip(twin.argv), r.title
+  assert {r.arm for r in micle} == set(MICLE_ARMS)
+
+
+def test_positive_pairs_study_pretrains_simclrs_arms_on_study_pairs():
+  _, runs = _plan("--parts=elbow", "--positive_pairs=study", "--out=/study")
+  assert {r.arm for r in runs} == set(ALL_ARMS)
+  assert [_flag(r, "positive_pairs") for r in runs if r.arm == "simclr_pretrain"] == ["study"]
+  assert all(_flag(r, "positive_pairs") is None for r in runs if r.arm != "simclr_pretrain")
+
+
 def test_presets_default_draws_and_data_size():
   args, runs = _plan("--preset=cpu", "--parts=elbow")
   assert args.draws >= 5 and all(_flag(r, "synthetic_scale") == "1" for r in runs)
+  assert all(_flag(r, "graph_optimization") is None for r in runs)
+  _, quick = _plan("--parts=elbow")  # the quick preset's short supervised runs skip Grappler; its pretraining not
+  assert {r.arm for r in quick if _flag(r, "graph_optimization") != "false"} == {"simclr_pretrain"}
   args, runs = _plan("--mura_dir=/tmp", "--parts=hand")
   assert args.preset == "paper" and args.builder == "mura" and args.jobs == 1  # the paper arms share one GPU
   assert all(_flag(r, "mura_dir") == "/tmp" and _flag(r, "synthetic_scale") is None for r in runs)

@@ -4,7 +4,6 @@ import sys
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from conftest import REPO
 from simclr_mura import synthetic_findings

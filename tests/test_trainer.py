@@ -88,12 +88,17 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(synthetic_data_dir
   assert latest is None  # the first loop already diverged: nothing non-finite became a checkpoint
 
 
-def test_mirrored_on_two_cpu_replicas(synthetic_data_dir, tmp_path):
+def test_mirrored_on_two_cpu_replicas_with_micle_pairs(synthetic_data_dir, tmp_path):
+  # MICLe's pairs (--positive_pairs=study) through the whole trainer; the multi-worker test runs SimCLR's.
   model_dir = str(tmp_path / "m")
   out = run_trainer("--dataset=mura_synthetic/elbow", f"--data_dir={synthetic_data_dir}", f"--model_dir={model_dir}",
-                    "--train_steps=4", "--strategy=mirrored", "--cpu_replicas=2", *TINY_FLAGS)
+                    "--train_steps=4", "--strategy=mirrored", "--cpu_replicas=2", "--positive_pairs=study",
+                    *TINY_FLAGS)
   assert "on 2 replica(s) (MirroredStrategy)" in out.stdout
   assert _step_of(tf.train.latest_checkpoint(model_dir)) == 4
+  assert summaries.read_plugin_tags(os.path.join(model_dir, "train"))["augmented_views"] == "images"  # the pairs
+  with open(os.path.join(model_dir, "flags.json")) as f:
+    assert json.load(f)["positive_pairs"] == "study"
 
 
 def _free_ports(n):

@@ -1,4 +1,5 @@
-"""Input pipeline benchmarks: decode-only rate, the trainer's pretraining pipeline and a plain one, per CPU core.
+"""Input pipeline benchmarks: decode-only rate, the trainer's pretraining pipeline (SimCLR's pairs and MICLe's) and a
+plain one, per CPU core.
 
 Per-core method: every pipeline measured here runs on a tf.data private thread pool of `cores` threads
 (`tf.data.Options().threading.private_threadpool_size`, set on the final dataset so it covers every stage, TFDS's
@@ -151,7 +152,8 @@ def _median_of(runs: list[dict[str, float]], key: str) -> float | None:
 
 def measure(builder: tfds.core.DatasetBuilder, config: Config, s: PipelineSettings,
             strategy: tf.distribute.Strategy, log: Callable[[str], None] = print) -> dict[str, Any]:
-  """Decode-only and pretraining-pipeline rates, alternating repeat by repeat so that both see the same load.
+  """Decode-only, pretraining-pipeline (SimCLR's pairs of one image's views, MICLe's pairs of a study's images) and
+plain-pipeline rates, alternating repeat by repeat so that all see the same load.
 
   Besides the per-core rates (wall-clock rate / cores), each run records its rate per CPU second actually
   used and its utilization (CPU seconds / wall seconds, at most `cores`): on a machine shared with other jobs the
@@ -160,8 +162,9 @@ def measure(builder: tfds.core.DatasetBuilder, config: Config, s: PipelineSettin
   config = config.replace(image_size=s.image_size)
   make = {"decode": lambda: iter(decode_dataset(builder, s)),
           "views": lambda: pretrain_iterator(builder, config, s, strategy),
+          "study": lambda: pretrain_iterator(builder, config.replace(positive_pairs="study"), s, strategy),
           "plain": lambda: plain_iterator(builder, s, strategy)}
-  views_per_image = {"decode": 1, "views": 2, "plain": 2}
+  views_per_image = {"decode": 1, "views": 2, "study": 2, "plain": 2}
   runs: dict[str, list[dict[str, float]]] = {name: [] for name in make}
   for r in range(s.repeats):
     order = list(make) if r % 2 == 0 else list(reversed(make))
@@ -175,11 +178,11 @@ def measure(builder: tfds.core.DatasetBuilder, config: Config, s: PipelineSettin
     decode, views, plain = runs["decode"][-1], runs["views"][-1], runs["plain"][-1]
     log(f"  pipeline repeat {r + 1}/{s.repeats}: decode {decode['per_sec']:.0f} images/s "
         f"(using {decode['utilization']:.2f} cores), pretraining pipeline {views['per_sec']:.0f} views/s "
-        f"(using {views['utilization']:.2f} cores), plain pipeline {plain['per_sec']:.0f} views/s; "
-        f"{s.cores} threads")
-  decode, views, plain = runs["decode"], runs["views"], runs["plain"]
+        f"(using {views['utilization']:.2f} cores; MICLe pairs {runs['study'][-1]['per_sec']:.0f}), plain pipeline "
+        f"{plain['per_sec']:.0f} views/s; {s.cores} threads")
+  decode, views, plain, study = runs["decode"], runs["views"], runs["plain"], runs["study"]
   decode_rate, views_rate = _median_of(decode, "per_sec"), _median_of(views, "per_sec")
-  plain_rate = _median_of(plain, "per_sec")
+  plain_rate, study_rate = _median_of(plain, "per_sec"), _median_of(study, "per_sec")
   decode_cpu, views_cpu = _median_of(decode, "per_cpu_second"), _median_of(views, "per_cpu_second")
   result: dict[str, Any] = {
       "cores": s.cores,
@@ -192,6 +195,8 @@ def measure(builder: tfds.core.DatasetBuilder, config: Config, s: PipelineSettin
       "plain_views_per_sec": common.spread([r["per_sec"] for r in plain]),
       "plain_views_per_sec_per_core": plain_rate / s.cores,
       "input_over_plain": views_rate / plain_rate,
+      "study_pairs_views_per_sec": common.spread([r["per_sec"] for r in study]),
+      "study_pairs_over_image": study_rate / views_rate,
       "decode_images_per_cpu_second": decode_cpu,
       "input_views_per_cpu_second": views_cpu,
       "views_over_decode_per_cpu_second": views_cpu / decode_cpu if decode_cpu and views_cpu else None,

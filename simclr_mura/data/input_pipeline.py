@@ -7,7 +7,6 @@ training. Gaussian blur is not applied here but on the device inside the train s
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import Callable, Collection, Sequence
 
 import numpy as np
@@ -15,7 +14,7 @@ import pandas as pd
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from simclr_mura.data import augment, union
+from simclr_mura.data import augment, study_pairs, union
 from simclr_mura.config import Config
 from simclr_mura.errors import UserError
 from simclr_mura.layout import SPLITS
@@ -59,23 +58,10 @@ def num_examples(builder: tfds.core.DatasetBuilder, split: str) -> int:
   return int(n)
 
 
-def _check_slice_bounds(split: str) -> None:
-  for value in re.findall(r"(-?\d+(?:\.\d+)?)%", split):
-    if not -100 <= float(value) <= 100:
-      raise UserError(f"bad split {split!r}: percentage {value}% is out of range; accepted: -100% to 100%")
-
-
 def validate_split(builder: tfds.core.DatasetBuilder, split: str) -> int:
-  """Checks a split expression before any training and returns its size."""
-  _check_slice_bounds(split)
+  """Checks a split expression against the prepared dataset before any training and returns its size (its syntax
+  and slice bounds were checked with the configuration, `config.check_split`)."""
   return num_examples(builder, split)
-
-
-def study_types_and_labels(builder: tfds.core.DatasetBuilder, split: str) -> tuple[np.ndarray, np.ndarray]:
-  """Each image's `study_type` id and label in a split (read without decoding images)."""
-  ds = builder.as_dataset(split=split, decoders={"image": tfds.decode.SkipDecoding()})
-  rows = list(ds.map(lambda e: (e["study_type"], e["label"])).as_numpy_iterator())
-  return tuple(np.array([r[i] for r in rows], np.int64).reshape(-1) for i in (0, 1))
 
 
 _METADATA: dict[tuple, pd.DataFrame] = {}
@@ -174,9 +160,14 @@ def train_preprocess(config: Config, pretrain: bool) -> Callable[[dict], tuple]:
 def sample_views(builder: tfds.core.DatasetBuilder, config: Config, split: str, pretrain: bool,
                  count: int = 8) -> np.ndarray:
   """A few training images as augmented for training (for TensorBoard), without touching the training pipeline:
-  [count, H, W, 1], or [count, 2, H, W, 1] (two views) when pretraining."""
-  ds = builder.as_dataset(split=split, shuffle_files=False).take(count)
-  images, _ = next(iter(ds.map(train_preprocess(config, pretrain)).batch(count)))
+  [count, H, W, 1], or [count, 2, H, W, 1] (the positive pairs: two views, of two images of one study with
+  --positive_pairs=study) when pretraining."""
+  if pretrain and config.positive_pairs == "study":
+    pairs = study_pair_examples(builder, split, config.replace(cache_dataset=False), seed=config.seed, batch=count)
+    images = next(iter(pairs.map(lambda p: p["views"]).batch(count)))
+  else:
+    ds = builder.as_dataset(split=split, shuffle_files=False).take(count)
+    images, _ = next(iter(ds.map(train_preprocess(config, pretrain)).batch(count)))
   if pretrain:
     return np.stack([device_augment(v, config, True).numpy() for v in images], axis=1)
   return device_augment(images, config, False).numpy()
@@ -229,8 +220,16 @@ def train_input_fn(builder: tfds.core.DatasetBuilder, config: Config, split: str
     made = (decode_then_preprocess if decode_late else preprocess)(example)
     return made if weight_table is None else (*made, example["weight"])
 
+  pairs_of_studies = pretrain and config.positive_pairs == "study"
+  if pairs_of_studies and (patient_list is not None or class_weights is not None):
+    raise ValueError("study pairs are for pretraining, which reads all of its split without loss weights")
+
   def input_fn(input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
     batch = input_context.get_per_replica_batch_size(global_batch_size) if input_context else global_batch_size
+    if pairs_of_studies:
+      pairs = study_pair_examples(builder, worker_split(split, input_context), config, seed=seed, batch=batch)
+      ds = pairs.map(lambda p: (p["views"], p["label"]))
+      return ds.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
     ds = training_examples(builder, worker_split(split, input_context), config, seed=seed, batch=batch,
                            patients=patient_list, decode=not decode_late)
     ds = ds.map(keep).map(make_example, num_parallel_calls=tf.data.AUTOTUNE)
@@ -239,32 +238,110 @@ def train_input_fn(builder: tfds.core.DatasetBuilder, config: Config, split: str
   return input_fn
 
 
-def training_examples(builder, split, config: Config, *, seed: int, batch: int,
-                      patients: Sequence[str] | None = None, decode: bool = False) -> tf.data.Dataset:
-  """The endless shuffled stream of a split's TFDS examples (images still PNG bytes unless `decode`) that training
-  maps to views; `patients`: only theirs (a label draw), read once and kept in memory. See `train_input_fn`."""
+def _reader(builder, config: Config, seed: int, decode: bool, in_order: bool = False
+            ) -> Callable[[str], tf.data.Dataset]:
+  """`read(split)`: a split's TFDS examples in stored order (images still PNG bytes unless `decode`). `in_order`:
+  exactly in stored order (deterministic tf.data: TFDS parses records with a parallel map that may otherwise
+  reorder them); else as --deterministic says."""
   read_config = tfds.ReadConfig(shuffle_seed=seed, try_autocache=False)
   options = tf.data.Options()
-  options.deterministic = config.deterministic
+  options.deterministic = in_order or config.deterministic
 
-  def read(part) -> tf.data.Dataset:
+  def read(part: str) -> tf.data.Dataset:
     # In stored order (TFDS refuses to shuffle the files of a dataset written with disable_shuffling, as `train` is:
     # its label subsets are its prefixes); the READ_CHUNKS slices and the shuffle buffer mix it.
     ds = builder.as_dataset(split=part, shuffle_files=False, read_config=read_config,
                             decoders=None if decode else {"image": tfds.decode.SkipDecoding()})
     return ds.with_options(options)
 
+  return read
+
+
+def _chunks(parts: Sequence[str], config: Config, read: Callable[[str], tf.data.Dataset],
+            prepare: Callable[[dict], dict] | None = None) -> list[tf.data.Dataset]:
+  """Each split expression of `parts` read in stored order and endless (cached first with --cache_dataset);
+  `prepare` maps every example before the cache, order kept."""
+  chunks = []
+  for part in parts:
+    ds = read(part)
+    if prepare is not None:
+      ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    chunks.append((ds.cache() if config.cache_dataset else ds).repeat())
+  return chunks
+
+
+def _even_parts(builder, split: str) -> list[str]:
+  """The split as up to READ_CHUNKS contiguous slices of equal size (TFDS `even_splits`)."""
+  smallest = min(b.info.splits[split].num_examples for b in _builders(builder))
+  return tfds.even_splits(split, min(READ_CHUNKS, smallest)) if smallest > 1 else [split]
+
+
+def study_slices(builder: tfds.core.DatasetBuilder, split: str, chunks: int = READ_CHUNKS) -> list[str]:
+  """A split of one builder as up to `chunks` contiguous slices of about equal size that cut only between studies
+  (a study's images are consecutive records), e.g. `train[0:812]`; a split expression that is not a plain split
+  name stays whole."""
+  if split not in SPLITS:
+    return [split]
+  studies = metadata(builder, split)["study_id"].to_numpy()
+  n = len(studies)
+  starts = [i for i in range(1, n) if studies[i] != studies[i - 1]]  # where a study begins, after the first
+  cuts = sorted({min((i for i in starts if i >= round(j * n / chunks)), default=n) for j in range(1, chunks)} - {n})
+  bounds = [0, *cuts, n]
+  return [f"{split}[{a}:{b}]" for a, b in zip(bounds, bounds[1:])]
+
+
+def _mix(datasets: list[tf.data.Dataset], seed: int) -> tf.data.Dataset:
+  return datasets[0] if len(datasets) == 1 else tf.data.Dataset.sample_from_datasets(datasets, seed=seed)
+
+
+def training_examples(builder, split, config: Config, *, seed: int, batch: int,
+                      patients: Sequence[str] | None = None, decode: bool = False) -> tf.data.Dataset:
+  """The endless shuffled stream of a split's TFDS examples (images still PNG bytes unless `decode`) that training
+  maps to views; `patients`: only theirs (a label draw), read once and kept in memory. See `train_input_fn`."""
+  read = _reader(builder, config, seed, decode)
   if patients is not None:
     table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
         tf.constant(list(patients), tf.string), tf.ones([len(patients)], tf.int32)), default_value=0)
     ds = read(split).filter(lambda e: table.lookup(e["patient_id"]) > 0).cache()
     # The buffer holds the whole draw (at most SHUFFLE_BUFFER images; a draw is a small share of the labels).
     return ds.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True).repeat()
-  smallest = min(b.info.splits[split].num_examples for b in _builders(builder))
-  parts = tfds.even_splits(split, min(READ_CHUNKS, smallest)) if smallest > 1 else [split]
-  chunks = [(read(p).cache() if config.cache_dataset else read(p)).repeat() for p in parts]
-  ds = chunks[0] if len(chunks) == 1 else tf.data.Dataset.sample_from_datasets(chunks, seed=seed)
+  ds = _mix(_chunks(_even_parts(builder, split), config, read), seed)
   return ds.shuffle(shuffle_buffer_size(batch), seed=seed, reshuffle_each_iteration=True)
+
+
+def study_pair_examples(builder, split: str, config: Config, *, seed: int, batch: int) -> tf.data.Dataset:
+  """The endless shuffled stream of MICLe pairs of a split (`--positive_pairs=study`, `study_pairs`): dicts of
+  "views" (two [H, W, 1] views of two images of one study, one image's two views if it is alone), "image_ids",
+  "study_id" and "label".
+
+  Each dataset of the split (each part of a union) is read as `study_slices`, each grouped into studies in stored
+  order (the whole pipeline is then deterministic: grouping needs the records in order); studies are shuffled, then
+  their pairs. Images are decoded once per epoch each, after the study shuffle; with --cache_dataset the cache keeps
+  them decoded (serialized), as the image pipeline's does. (A multi-worker run reads a worker's share of the split,
+  `worker_split`: a study cut by that boundary pairs within each piece.)
+  """
+  feature = builder.info.features["image"]
+  view = train_view(config, pretrain=True)
+  keys = ("image", "image_id", "study_id", "label")
+  if config.cache_dataset:
+    def prepare(example: dict) -> dict:
+      return {**{k: example[k] for k in keys},
+              "image": tf.io.serialize_tensor(feature.decode_example(example["image"]))}
+
+    def load(stored: tf.Tensor) -> tf.Tensor:
+      return tf.ensure_shape(tf.io.parse_tensor(stored, tf.uint8), [None, None, 1])
+  else:
+    def prepare(example: dict) -> dict:
+      return {k: example[k] for k in keys}
+
+    load = feature.decode_example
+  chunks = [chunk for b in _builders(builder) for chunk in _chunks(
+      study_slices(b, split), config, _reader(b, config, seed, decode=False, in_order=True), prepare)]
+  studies = _mix([study_pairs.group_studies(c) for c in chunks], seed)
+  studies = studies.shuffle(shuffle_buffer_size(batch), seed=seed, reshuffle_each_iteration=True)
+  shape = (config.image_size, config.image_size, 1)
+  pairs = studies.map(lambda g: study_pairs.pair_views(g, load, view, shape), num_parallel_calls=tf.data.AUTOTUNE)
+  return pairs.unbatch().shuffle(shuffle_buffer_size(batch), seed=seed, reshuffle_each_iteration=True)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,8 +11,9 @@ import importlib.resources
 import os
 from typing import Optional, Sequence
 
-from simclr_mura.layout import (BASELINE_ARM, DRAWN_FRACTIONS, FINETUNE, LABEL_FRACTIONS, LINEAR, PRETRAIN_ARM, SCRATCH,
-                                STUDY_TYPES, arm_name, draw_folder)
+from simclr_mura.layout import (BASELINE_ARM, DRAWN_FRACTIONS, FINETUNE, LABEL_FRACTIONS, LINEAR, MICLE_FINETUNE,
+                                MICLE_LINEAR, MICLE_PRETRAIN_ARM, PRETRAIN_ARM, SCRATCH, STUDY_TYPES, arm_name,
+                                draw_folder)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +32,9 @@ class Preset:
   # Whether the runs write their SavedModel (export/): the CPU presets' dozens of small models are studied, not
   # deployed, and exporting one costs about as much as its training (seconds; half a minute for DenseNet-169).
   export: bool = False
+  # Whether the supervised runs let TensorFlow optimize their traced graphs (--graph_optimization; pretraining
+  # always does): runs of a few dozen steps spend more on Grappler's pass over the graph than it saves them.
+  graph_optimization: bool = True
 
   def length(self, fraction: str) -> tuple[str, ...]:
     return dict(self.lengths).get(fraction, ())
@@ -49,20 +53,26 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     # quick.cfg is the CPU-sized pretraining recipe; the other arms put their recipe and its quick variant after it.
     # Its data: mura_synthetic at half the default size (minutes per run on a laptop; test keeps MURA's size).
     Preset("quick", ("quick", "{arm}", "quick_{arm}"), ("quick", "quick_pretrain"), draws=2, synthetic_scale=0.05,
-           lengths=_QUICK_LENGTH),
+           lengths=_QUICK_LENGTH, graph_optimization=False),
     Preset("cpu", ("quick", "{arm}", "quick_{arm}", "cpu", "cpu_{arm}"), ("quick", "cpu", "cpu_pretrain"), draws=5,
            synthetic_scale=1.0, lengths=_CPU_LENGTH),
     Preset("paper", ("{arm}",), ("pretrain",), draws=5, lengths=_PAPER_LENGTH, export=True),
     # for tests: seconds per run; its numbers mean nothing
     Preset("tiny", ("quick", "{arm}", "quick_{arm}", "tiny"), ("quick", "tiny"), draws=2,
-           lengths=(("1pct", ("--train_steps=3",)), ("10pct", ("--train_steps=3",)), ("100pct", ("--train_steps=3",)))),
+           lengths=(("1pct", ("--train_steps=3",)), ("10pct", ("--train_steps=3",)), ("100pct", ("--train_steps=3",))),
+           graph_optimization=False),
 )}
 POOLS_DOC = {"union": "once on the `train` images of all the study's body parts together",
              "per_part": "once per body part on its own `train` images (the seed study's protocol)",
              "all": "once on the `train` images of every MURA study type"}
 # The arm families' recipe files (presets/<recipe>.cfg): scratch and SimCLR fine-tuning share one recipe.
 RECIPES = {PRETRAIN_ARM: "pretrain", BASELINE_ARM: "baseline", SCRATCH: "finetune", FINETUNE: "finetune",
-           LINEAR: "linear_eval"}
+           LINEAR: "linear_eval", MICLE_PRETRAIN_ARM: "pretrain", MICLE_FINETUNE: "finetune", MICLE_LINEAR: "linear_eval"}
+# --positive_pairs of the study: the pretrainings it runs, (arm, the trainer's --positive_pairs, the arm families that
+# restore it). `study` runs MICLe in place of SimCLR under SimCLR's arm names; `both` adds MICLe's arms.
+_SIMCLR = (PRETRAIN_ARM, "image", (LINEAR, FINETUNE))
+_MICLE = (MICLE_PRETRAIN_ARM, "study", (MICLE_LINEAR, MICLE_FINETUNE))
+PRETRAININGS = {"image": (_SIMCLR,), "study": ((PRETRAIN_ARM, "study", (LINEAR, FINETUNE)),), "both": (_SIMCLR, _MICLE)}
 
 
 def presets_dir() -> str:
@@ -93,9 +103,10 @@ class Run:
     return f"{where} {self.arm}" + (f" draw {self.draw}" if self.draw is not None else "")
 
 
-def pretraining_dir(out: str, pool: str, part: str) -> str:
-  """Where the pretraining a body part's SimCLR arms restore lives: one per study, or one per part."""
-  return os.path.join(out, part, PRETRAIN_ARM) if pool == "per_part" else os.path.join(out, PRETRAIN_ARM)
+def pretraining_dir(out: str, pool: str, part: str, arm: str = PRETRAIN_ARM) -> str:
+  """Where the pretraining (`arm`: SimCLR's or MICLe's) a body part's arms restore lives: one per study, or one per
+  part."""
+  return os.path.join(out, part, arm) if pool == "per_part" else os.path.join(out, arm)
 
 
 def pool_types(pool: str, parts: Sequence[str]) -> list[str]:
@@ -104,9 +115,10 @@ def pool_types(pool: str, parts: Sequence[str]) -> list[str]:
 
 
 def plan(*, preset: Preset, builder: str, parts: Sequence[str], pool: str, draws: int, out: str,
-         data_dir: str, mura_dir: Optional[str] = None) -> list[Run]:
-  """Every run of the study, pretraining first (the SimCLR arms restore it), then per part: the DenseNet-169
-  baseline, the 100% arms, then the 1% and 10% arms for draws 0..draws-1 (draw k: the same patients in every arm)."""
+         data_dir: str, mura_dir: Optional[str] = None, positive_pairs: str = "image") -> list[Run]:
+  """Every run of the study, pretraining first (the SimCLR arms restore it; with `positive_pairs="both"` MICLe's
+  too), then per part: the DenseNet-169 baseline, the 100% arms, then the 1% and 10% arms for draws 0..draws-1
+  (draw k: the same patients in every arm)."""
   common = [f"--data_dir={data_dir}", *([] if preset.export else ["--export=false"])]
   if mura_dir:
     common.append(f"--mura_dir={mura_dir}")
@@ -115,38 +127,43 @@ def plan(*, preset: Preset, builder: str, parts: Sequence[str], pool: str, draws
 
   def run(arm: str, recipe: str, part: Optional[str], dataset_types: Sequence[str], model_dir: str,
           extra: Sequence[str] = (), draw: Optional[int] = None, pretraining: Optional[str] = None) -> Run:
-    argv = (*flagfiles(preset, recipe), *extra, f"--dataset={builder}/{'+'.join(dataset_types)}", *common,
-            f"--model_dir={model_dir}")
+    unoptimized = not preset.graph_optimization and recipe != RECIPES[PRETRAIN_ARM]
+    argv = (*flagfiles(preset, recipe), *extra, *(["--graph_optimization=false"] if unoptimized else []),
+            f"--dataset={builder}/{'+'.join(dataset_types)}", *common, f"--model_dir={model_dir}")
     return Run(arm, part, draw, model_dir, argv, pretraining)
 
   # Pretraining uses no labels: no linear probe on the side (its head would carry train's labels into the
   # low-label arms that restore it); validation and test images never enter it (--train_split=train).
   pretrain_flags = ("--mode=train", "--train_split=train", "--lineareval_while_pretraining=false")
+  pretrainings = PRETRAININGS[positive_pairs]
+  # the arm families and the pretraining each restores (scratch: none)
+  families = [(SCRATCH, None)] + [(family, arm) for arm, _, restoring in pretrainings for family in restoring]
   runs = []
-  if pool == "per_part":
-    runs += [run(PRETRAIN_ARM, "pretrain", p, [p], pretraining_dir(out, pool, p), pretrain_flags) for p in parts]
-  else:
-    runs.append(run(PRETRAIN_ARM, "pretrain", None, pool_types(pool, parts), pretraining_dir(out, pool, parts[0]),
-                    pretrain_flags))
+  for arm, pairs, _ in pretrainings:
+    flags = (*pretrain_flags, *([f"--positive_pairs={pairs}"] if pairs != "image" else []))
+    if pool == "per_part":
+      runs += [run(arm, RECIPES[arm], p, [p], pretraining_dir(out, pool, p, arm), flags) for p in parts]
+    else:
+      runs.append(run(arm, RECIPES[arm], None, pool_types(pool, parts), pretraining_dir(out, pool, parts[0], arm),
+                      flags))
   for part in parts:
     part_dir = os.path.join(out, part)
-    pretrained = pretraining_dir(out, pool, part)
     runs.append(run(BASELINE_ARM, "baseline", part, [part], os.path.join(part_dir, BASELINE_ARM),
                     ["--train_split=train"]))
     for fraction in LABEL_FRACTIONS:
       draws_of = range(draws) if fraction in DRAWN_FRACTIONS else [None]
       for draw in draws_of:
-        for family in (SCRATCH, LINEAR, FINETUNE):
+        for family, restores in families:
           name = arm_name(family, fraction)
           model_dir = os.path.join(part_dir, name, *([draw_folder(draw)] if draw is not None else []))
           extra = ["--train_split=train"]
           if draw is not None:
             extra += [f"--label_fraction={LABEL_FRACTIONS[fraction]:g}", f"--label_draw={draw}"]
-          if family != LINEAR:  # linear evaluation keeps its recipe's length (a logistic layer converges fast)
+          if RECIPES[family] != RECIPES[LINEAR]:  # linear evaluation keeps its recipe's length (converges fast)
             extra += preset.length(fraction)
           source = None
-          if family != SCRATCH:  # the like-for-like control starts from random weights
-            extra.append(f"--checkpoint={pretrained}")
-            source = pretrained
+          if restores is not None:  # scratch, the like-for-like control, starts from random weights
+            source = pretraining_dir(out, pool, part, restores)
+            extra.append(f"--checkpoint={source}")
           runs.append(run(name, RECIPES[family], part, [part], model_dir, extra, draw, source))
   return runs

@@ -1,7 +1,8 @@
 """The whole study in one command (`./run.sh`, `python -m simclr_mura.study`, console script `simclr-mura-study`).
 
     ./run.sh [--mura_dir=DIR] [--parts=elbow,hand,shoulder] [--preset=quick|cpu|paper]
-             [--pretrain_pool=union|per_part|all] [--draws=R] [--arms=A,B] [--out=runs/NAME] [--jobs=N]
+             [--pretrain_pool=union|per_part|all] [--positive_pairs=image|study|both] [--draws=R] [--arms=A,B]
+             [--out=runs/NAME] [--jobs=N]
 
 Each run (an arm on a body part and, for 1% and 10% of the labels, a label draw) is one trainer run, configured
 exactly as `python run.py <its flags>` (printed before it starts), run in this process (--jobs=1) or up to N side by
@@ -15,7 +16,7 @@ import os
 import sys
 
 from simclr_mura.errors import ArgumentParser, UserError, exit_with
-from simclr_mura.layout import ARMS, PRETRAIN_ARM, PRETRAIN_POOLS, STUDY_TYPES
+from simclr_mura.layout import ARMS, MICLE_ARMS, POSITIVE_PAIRS, PRETRAIN_ARMS, PRETRAIN_POOLS, STUDY_TYPES
 from simclr_mura.study import runner
 from simclr_mura.study.arms import POOLS_DOC, PRESETS
 
@@ -32,8 +33,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
   parser.add_argument("--pretrain_pool", choices=PRETRAIN_POOLS, default="union",
                       help="SimCLR pretrains " + "; ".join(f"{k}: {v}" for k, v in POOLS_DOC.items())
                       + " (default union)")
-  parser.add_argument("--arms", help="comma-separated arms to run (default: all; the SimCLR arms bring their "
-                      f"pretraining): {', '.join(a for a in ARMS if a != PRETRAIN_ARM)}")
+  parser.add_argument("--positive_pairs", choices=POSITIVE_PAIRS, default="image",
+                      help="pretraining's positive pairs: image (SimCLR: two views of one image), study (MICLe: two "
+                      "images of one study, in place of SimCLR's), or both (both pretrainings, with MICLe's arms "
+                      "micle_* beside SimCLR's on the same label draws; default image)")
+  parser.add_argument("--arms", help="comma-separated arms to run (default: all; the SimCLR and MICLe arms bring their "
+                      f"pretraining): {', '.join(a for a in ARMS + MICLE_ARMS if a not in PRETRAIN_ARMS)}")
   parser.add_argument("--draws", type=int, help="paired label draws of every 1%% and 10%% arm (default: the preset's)")
   parser.add_argument("--out", help="study folder (default runs/<dataset>_<preset> in the current folder)")
   parser.add_argument("--data_dir", default=os.path.abspath(os.path.join("data", "tfds")),
@@ -50,9 +55,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.error(f"--parts: unknown body part(s) {', '.join(bad) or '(none given)'}; "
                  f"accepted: {', '.join(STUDY_TYPES)}")
   args.arms = [a.strip() for a in (args.arms or "").split(",") if a.strip()] or None
-  bad = [a for a in args.arms or [] if a not in ARMS]
+  known = ARMS + (MICLE_ARMS if args.positive_pairs == "both" else ())
+  bad = [a for a in args.arms or [] if a not in known]
   if bad:
-    parser.error(f"--arms: unknown arm(s) {', '.join(bad)}; accepted: {', '.join(ARMS)}")
+    parser.error(f"--arms: unknown arm(s) {', '.join(bad)}; accepted: {', '.join(known)}"
+                 + ("" if args.positive_pairs == "both" else " (MICLe's micle_* with --positive_pairs=both)"))
   if args.mura_dir and not os.path.isdir(args.mura_dir):
     parser.error(f"--mura_dir={args.mura_dir} is not a folder (it should hold MURA-v1.1/)")
   args.preset = args.preset or ("paper" if args.mura_dir else "quick")

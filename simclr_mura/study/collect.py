@@ -4,26 +4,24 @@ predictions, the pretraining runs, and TensorBoard curves.
 A study folder holds `<study>/<part>/<arm>/` for single-run arms (baseline and the 100% arms) and
 `<study>/<part>/<arm>/draw<k>/` for the label draws of the 1% and 10% arms (draw k of every arm trains on the same
 patients); pretraining is `<study>/simclr_pretrain/` (one pool) or `<study>/<part>/simclr_pretrain/` (per part) and is
-not evaluated. Arms and draws that are absent, unfinished (no result.json) or unreadable are listed as missing with the
+not evaluated (a MICLe pretraining, `micle_pretrain/`, likewise). Arms and draws that are absent, unfinished (no result.json) or unreadable are listed as missing with the
 reason; nothing here crashes on a partial study. Every file is read through tf.io.gfile (a study may be on gs://).
 """
 from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import pandas as pd
 import tensorflow as tf
 
-from simclr_mura.layout import (ARMS, DRAWN_FRACTIONS, POOLED, PRETRAIN_ARM, REPORT_DIR, UNEVALUATED_ARMS, RunDir,
-                                draw_folder)
+from simclr_mura.layout import (ARMS, DRAWN_FRACTIONS, POOLED, PRETRAIN_ARMS, REPORT_DIR, UNEVALUATED_ARMS, RunDir,
+                                draw_folder, folder_draw)
 from simclr_mura.study.tables import arm_family, arm_order, part_order
 from simclr_mura.training.results import read_flags_json, read_predictions, read_result
 
 Curves = Dict[str, Dict[str, List[Tuple[int, float]]]]  # {event run: {tag: [(step, value)]}}
-_DRAW = re.compile(r"^draw(\d+)$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,9 +73,9 @@ def draw_dirs(arm_dir: str) -> Dict[int, str]:
     return {}
   found = {}
   for name in _listdir(arm_dir):
-    m = _DRAW.match(name)
-    if m and tf.io.gfile.isdir(os.path.join(arm_dir, name)):
-      found[int(m.group(1))] = os.path.join(arm_dir, name)
+    k = folder_draw(name)
+    if k is not None and tf.io.gfile.isdir(os.path.join(arm_dir, name)):
+      found[k] = os.path.join(arm_dir, name)
   return dict(sorted(found.items()))
 
 
@@ -88,8 +86,8 @@ def _holds_runs(path: str) -> bool:
 
 def find_body_parts(study_dir: str, exclude: Sequence[str] = ()) -> List[str]:
   """Sub-folders of the study that hold at least one arm (a known arm name or a run folder), in MURA order; the
-  report folder and the pool's pretraining (`<study>/simclr_pretrain`) are not body parts."""
-  skip = {REPORT_DIR, PRETRAIN_ARM, POOLED, *exclude}
+  report folder and the pool's pretraining (`<study>/simclr_pretrain`, `<study>/micle_pretrain`) are not body parts."""
+  skip = {REPORT_DIR, *PRETRAIN_ARMS, POOLED, *exclude}
   parts = []
   for name in _listdir(study_dir):
     path = os.path.join(study_dir, name)
@@ -139,11 +137,11 @@ def collect_runs(study_dir: str, parts: Optional[Sequence[str]] = None) -> Colle
   draws = {(part, arm): draw_dirs(os.path.join(study_dir, part, arm)) for part in parts for arm in arms[part]
            if is_drawn(arm)}
   n_draws = max((max(d) + 1 for d in draws.values() if d), default=0)
-  pool = os.path.join(study_dir, PRETRAIN_ARM)
-  pooled_pretraining = tf.io.gfile.isdir(pool)
+  pools = {arm: os.path.join(study_dir, arm) for arm in PRETRAIN_ARMS}
+  pooled = {arm for arm, pool in pools.items() if tf.io.gfile.isdir(pool)}  # pretrained once for all parts
   runs: List[Run] = []
   missing: List[Dict[str, Any]] = []
-  curve_dirs: List[Tuple[str, str, str]] = [("", PRETRAIN_ARM, pool)] if pooled_pretraining else []
+  curve_dirs: List[Tuple[str, str, str]] = [("", arm, pools[arm]) for arm in PRETRAIN_ARMS if arm in pooled]
 
   def lack(part: str, arm: str, draw: Optional[int], reason: str) -> None:
     missing.append({"body_part": part, "arm": arm, "draw": draw, "reason": reason})
@@ -152,7 +150,7 @@ def collect_runs(study_dir: str, parts: Optional[Sequence[str]] = None) -> Colle
     for arm in arms[part]:
       arm_dir = os.path.join(study_dir, part, arm)
       if not tf.io.gfile.isdir(arm_dir):
-        if not (arm in UNEVALUATED_ARMS and pooled_pretraining):
+        if arm not in pooled:
           lack(part, arm, None, "not run (no folder)")
         continue
       if arm in UNEVALUATED_ARMS:
@@ -196,7 +194,7 @@ def read_run_predictions(run: Run) -> Tuple[Optional[pd.DataFrame], Optional[str
 
 def _run_dirs(study_dir: str) -> List[str]:
   """Every folder that may hold a run's flags.json: the pool's pretraining, each arm and its first draw."""
-  out = [os.path.join(study_dir, PRETRAIN_ARM)]
+  out = [os.path.join(study_dir, arm) for arm in PRETRAIN_ARMS]
   for part in find_body_parts(study_dir):
     for arm in arms_of(os.path.join(study_dir, part)):
       arm_dir = os.path.join(study_dir, part, arm)

@@ -18,7 +18,7 @@ import os
 import sys
 import time
 
-from simclr_mura.layout import BASELINE_ARM, PRETRAIN_ARM, RunDir
+from simclr_mura.layout import BASELINE_ARM, PRETRAIN_ARMS, RunDir
 from simclr_mura.study import arms as arms_lib
 from simclr_mura.study.arms import Run
 
@@ -46,7 +46,7 @@ def study_plan(args: argparse.Namespace) -> list[Run]:
   """The runs of the study the command line asks for (with --arms: those arms and the pretraining they restore)."""
   runs = arms_lib.plan(preset=arms_lib.PRESETS[args.preset], builder=args.builder, parts=args.parts,
                        pool=args.pretrain_pool, draws=args.draws, out=args.out, data_dir=args.data_dir,
-                       mura_dir=args.mura_dir)
+                       mura_dir=args.mura_dir, positive_pairs=args.positive_pairs)
   if not getattr(args, "arms", None):
     return runs
   chosen = [r for r in runs if r.arm in args.arms]
@@ -83,7 +83,9 @@ def run_study(args: argparse.Namespace) -> int:
   tasks = [_Task(i, run) for i, run in enumerate(plan, 1)]
   _validate(tasks)
   os.makedirs(args.out, exist_ok=True)
-  print(f"Study: {args.builder} {','.join(args.parts)}, preset {args.preset}, SimCLR pretraining "
+  pairs = {"image": "SimCLR", "study": "MICLe (positive pairs from a study's images)",
+           "both": "SimCLR and MICLe"}[args.positive_pairs]
+  print(f"Study: {args.builder} {','.join(args.parts)}, preset {args.preset}, {pairs} pretraining "
         f"{arms_lib.POOLS_DOC[args.pretrain_pool]} ({args.pretrain_pool}), {args.draws} label draws, {len(plan)} runs "
         f"-> {args.out}" + (f", {args.jobs} side by side" if args.jobs > 1 else ""))
   print(f"TensorBoard: tensorboard --logdir {args.out}")
@@ -131,8 +133,8 @@ def _run_in_turn(todo: list[_Task], total: int, start: float) -> None:
 def _priority(task: _Task) -> tuple[int, int]:
   """Longest first, so that no long run is left to run alone at the end: pretraining (the SimCLR arms also wait for
   it), DenseNet-169, the arms on all of `train`, then those on a label draw; in plan order within each."""
-  if task.run.arm in (PRETRAIN_ARM, BASELINE_ARM):
-    return (0 if task.run.arm == PRETRAIN_ARM else 1, task.number)
+  if task.run.arm in (*PRETRAIN_ARMS, BASELINE_ARM):
+    return (0 if task.run.arm in PRETRAIN_ARMS else 1, task.number)
   return (2 if task.run.draw is None else 3, task.number)
 
 
@@ -163,7 +165,7 @@ def _run_side_by_side(todo: list[_Task], args: argparse.Namespace, total: int, s
   over the workers while others train.
   """
   waiting = sorted(todo, key=_priority)
-  pending_pretraining = {t.run.model_dir for t in todo if t.run.arm == PRETRAIN_ARM}
+  pending_pretraining = {t.run.model_dir for t in todo if t.run.arm in PRETRAIN_ARMS}
   running: dict[concurrent.futures.Future, _Task] = {}
   # Workers on one GPU: each TensorFlow would otherwise reserve nearly all its memory (spawned workers inherit this).
   os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
@@ -199,7 +201,7 @@ def _run_side_by_side(todo: list[_Task], args: argparse.Namespace, total: int, s
                   file=sys.stderr, flush=True)
           pool.shutdown(wait=True, cancel_futures=True)
           return 1
-        if task.run.arm == PRETRAIN_ARM:
+        if task.run.arm in PRETRAIN_ARMS:
           pending_pretraining.discard(task.run.model_dir)
         _, seconds = future.result()
         print(f"[{task.number}/{total}] {task.run.title} finished in {_fmt(seconds)} "

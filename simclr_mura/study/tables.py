@@ -7,7 +7,8 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 import pandas as pd
 
-from simclr_mura.layout import ARMS, FINETUNE, LABEL_FRACTIONS, LINEAR, POOLED, SCRATCH, STUDY_TYPES
+from simclr_mura.layout import (ARMS, FINETUNE, LABEL_FRACTIONS, LINEAR, MICLE_ARMS, MICLE_FINETUNE, MICLE_LINEAR,
+                                POOLED, SCRATCH, STUDY_TYPES)
 
 LEVEL_ORDER = ("study", "image")  # study level first: it is the MURA paper's level
 METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "auroc", "kappa")  # result.json's metrics
@@ -18,9 +19,13 @@ SUMMARY_COLUMNS = ("body_part", "arm", "level", "metric", "n_draws", "mean", "sd
 COMPARISON_METRICS = ("auroc", "kappa")
 COMPARISON_COLUMNS = ("body_part", "fraction", "readout", "level", "metric", "simclr", "scratch", "diff", "ci_low",
                       "ci_high", "n_draws")
-# (readout, family, control): `<family>_<fraction>` against `<control>_<fraction>`, paired over label draws. A new
-# family (MICLe, distillation: `micle_*`, `simclr_distill_*`) is compared to scratch by adding its line here.
-COMPARISONS: Tuple[Tuple[str, str, str], ...] = (("finetune", FINETUNE, SCRATCH), ("linear", LINEAR, SCRATCH))
+# (readout, family, control): `<family>_<fraction>` against `<control>_<fraction>`, paired over label draws (a row
+# appears where both arms ran). The `simclr` and `scratch` columns of comparison.csv hold the family's and the
+# control's values. A new family (distillation: `simclr_distill_*`) is compared by adding its lines here.
+COMPARISONS: Tuple[Tuple[str, str, str], ...] = (
+    ("finetune", FINETUNE, SCRATCH), ("linear", LINEAR, SCRATCH),
+    ("micle_finetune", MICLE_FINETUNE, FINETUNE), ("micle_linear", MICLE_LINEAR, LINEAR),  # MICLe − SimCLR
+    ("micle_finetune_vs_scratch", MICLE_FINETUNE, SCRATCH), ("micle_linear_vs_scratch", MICLE_LINEAR, SCRATCH))
 # The primary endpoint, declared before any result: one cell of comparison.csv.
 PRIMARY = {"body_part": POOLED, "fraction": "1pct", "readout": "finetune", "level": "study", "metric": "auroc"}
 PRIMARY_TEXT = ("Primary endpoint (declared before any result): pooled study-level AUROC, SimCLR fine-tuning − "
@@ -39,8 +44,9 @@ def arm_family(arm: str) -> Optional[Tuple[str, str]]:
 
 
 def arm_order(arm: str) -> Tuple[int, str]:
-  """Sort key: the study's arms in `layout.ARMS` order, extra runs after them by name."""
-  return (ARMS.index(arm) if arm in ARMS else len(ARMS), arm)
+  """Sort key: the study's arms in `layout.ARMS` order, then MICLe's, extra runs after them by name."""
+  known = ARMS + MICLE_ARMS
+  return (known.index(arm) if arm in known else len(known), arm)
 
 
 def part_order(part: str) -> Tuple[int, str]:

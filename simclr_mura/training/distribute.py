@@ -104,11 +104,13 @@ def task_id(strategy: tf.distribute.Strategy) -> int:
 
 
 def set_up_runtime(config: Config) -> None:
-  """Seeds, determinism and the mixed-precision policy, before any model is built."""
+  """Seeds, determinism, the mixed-precision policy and graph optimization, before any model is built."""
   keras.utils.set_random_seed(config.seed)
   if config.deterministic:
     tf.config.experimental.enable_op_determinism()
   keras.mixed_precision.set_global_policy("float32" if config.mixed_precision == "none" else config.mixed_precision)
+  # Per run, both ways: a study's worker process runs one arm after another.
+  tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": not config.graph_optimization})
 
 
 def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:

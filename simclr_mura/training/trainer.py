@@ -207,7 +207,9 @@ def train(job: Run) -> dict:
   # are counted in steps: a 1% subset's epoch is a single step, and validating after each would cost more than training.
   validate_every = max(job.epoch_steps, config.checkpoint_steps) if config.checkpoint_steps else job.epoch_steps
   replicas = strategy.num_replicas_in_sync
-  print(f"{config.train_mode} on {config.dataset} {config.train_split}: {job.num_train_examples} images, "
+  pairs = " (MICLe: positive pairs of two images of one study)" if (
+      config.train_mode == "pretrain" and config.positive_pairs == "study") else ""
+  print(f"{config.train_mode}{pairs} on {config.dataset} {config.train_split}: {job.num_train_examples} images, "
         f"global batch {config.train_batch_size} on {replicas} replica(s) ({distribute.describe(strategy)}), "
         f"steps {start}->{job.total_steps} ({job.epoch_steps} per epoch)")
   progress = keras.utils.Progbar(job.total_steps, stateful_metrics=list(names) + ["learning_rate"],
@@ -249,14 +251,11 @@ def class_weight_table(builder, split: str, patients: frozenset[str] | None = No
   """The MURA paper's class weights per study type of `split` (of its `patients` only, when given) as a
   [study types, 2] table (types absent: 1), printed; a study type without both classes is a `UserError`."""
   names = builder.info.features["study_type"].names
-  if patients is None:
-    types, labels = input_pipeline.study_types_and_labels(builder, split)
-  else:
-    meta = input_pipeline.metadata(builder, split)
+  meta = input_pipeline.metadata(builder, split)
+  if patients is not None:
     meta = meta[meta["patient_id"].isin(patients)]
-    types, labels = np.asarray([names.index(t) for t in meta["study_type"]], np.int64), meta["label"].to_numpy()
   try:
-    weights = class_weights_by_study_type(np.asarray(names)[types], labels)
+    weights = class_weights_by_study_type(meta["study_type"].to_numpy(), meta["label"].to_numpy())
   except ValueError as e:
     raise UserError(f"--class_weight=balanced on {split}: {e}") from e
   table = np.ones((len(names), 2), np.float32)
@@ -296,7 +295,8 @@ class _Plateau:
 
 
 def _log_views(job: Run, writer: tf.summary.SummaryWriter) -> None:
-  """A grid of training images as the model sees them (pairs of augmented views when pretraining) for TensorBoard."""
+  """A grid of training images as the model sees them for TensorBoard: when pretraining, its positive pairs side by
+  side (two views of one image, or of two images of one study with --positive_pairs=study)."""
   pretrain = job.config.train_mode == "pretrain"
   images = input_pipeline.sample_views(job.builder, job.config, job.config.train_split, pretrain)
   if pretrain:
@@ -347,7 +347,7 @@ def continuous_eval(job: Run, poll_seconds: float = 15.0, timeout: float | None 
 def _hparams(config: Config) -> dict:
   keys = ("train_mode", "dataset", "train_split", "backbone", "resnet_depth", "width_multiplier", "image_size",
           "optimizer", "learning_rate", "learning_rate_scaling", "train_batch_size", "train_epochs", "temperature",
-          "fine_tune_after_block", "class_weight", "seed")
+          "fine_tune_after_block", "class_weight", "positive_pairs", "seed")
   return {k: getattr(config, k) for k in keys} | {
       "checkpoint": config.checkpoint or "", "label_draw": config.label_draw,
       "label_fraction": config.label_fraction or 1.0}
