@@ -116,6 +116,35 @@ def test_brightness_alone_does_not_separate_the_classes():
   assert 0.3 < wins / (len(means[0]) * len(means[1])) < 0.7
 
 
+@pytest.fixture(scope="module")
+def visits():
+  """The rendered views of 60 training studies with two or more views each (elbow, hand and shoulder)."""
+  studies = [s for s in synthetic.roster(0, 0.1) if s.split == "train" and s.num_images >= 2
+             and s.study_type in ("elbow", "hand", "shoulder")][:60]
+  return [[synthetic.render_image(s, i)[0] for i in range(1, s.num_images + 1)] for s in studies]
+
+
+def test_the_views_of_a_study_share_the_visit(visits):
+  """One detector and one exposure technique per visit: the film's long side is the study's, and the films'
+  brightness varies far less within a study than between studies."""
+  long_sides = [{max(view.shape) for view in views} for views in visits]
+  assert all(len(sides) == 1 for sides in long_sides), long_sides
+  assert len(set.union(*long_sides)) > 1  # the detector differs between visits
+  brightness = [[float(view.mean()) for view in views] for views in visits]
+  within = np.mean([np.var(b) for b in brightness])
+  total = np.var(np.concatenate(brightness))
+  assert within < 0.4 * total, (within, total)  # drawn per film, the ratio is about 0.6
+
+
+def test_the_views_of_a_study_are_different_projections(visits):
+  """Views differ in projection, centring and noise: no two films of a study look alike pixel for pixel."""
+  for views in visits:
+    small = [np.asarray(Image.fromarray(v).resize((64, 64)), np.float32) for v in views]
+    for i in range(len(small)):
+      for j in range(i + 1, len(small)):
+        assert np.abs(small[i] - small[j]).mean() > 3.0
+
+
 def test_findings_change_the_image():
   view = synthetic.anatomy.View(squeeze=1.0, flex=0.0, young=False, size=1.0)
   for kind in ("fracture", "hardware", "lesion"):
@@ -125,7 +154,7 @@ def test_findings_change_the_image():
     for finding in (None, params):
       shapes, targets = synthetic.anatomy.hand(view, np.random.default_rng(1))
       if finding:
-        synthetic._apply_finding(shapes, targets, finding)  # pylint: disable=protected-access
+        synthetic._apply_finding(shapes, synthetic._site(shapes, targets, finding), finding)  # pylint: disable=protected-access
       film = synthetic.xray.Film(256, 200, synthetic.xray.Affine(60, 0.0, 1.0, 100, 128))
       for shape in shapes:
         film.add(shape)
@@ -133,15 +162,15 @@ def test_findings_change_the_image():
     assert np.abs(renders[0] - renders[1]).max() > 0.3, kind
 
 
-FINGERPRINT_VERSION = "1.3.0"  # the mura_synthetic VERSION whose images and splits the fingerprints describe
+FINGERPRINT_VERSION = "1.4.0"  # the mura_synthetic VERSION whose images and splits the fingerprints describe
 # First view of the first normal and abnormal train study per type at the default size: (study, shape, mean grey).
 RENDER_FINGERPRINT = [
-    ("MURA-v1.1/train/XR_ELBOW/patient00007/study1_negative", (356, 321), 34.183),
-    ("MURA-v1.1/train/XR_ELBOW/patient00030/study1_positive", (406, 363), 86.636),
-    ("MURA-v1.1/train/XR_HAND/patient00003/study1_negative", (381, 283), 92.830),
-    ("MURA-v1.1/train/XR_HAND/patient00035/study1_positive", (378, 512), 85.078),
-    ("MURA-v1.1/train/XR_SHOULDER/patient00006/study1_negative", (512, 339), 44.764),
-    ("MURA-v1.1/train/XR_SHOULDER/patient00009/study1_positive", (90, 68), 72.855),
+    ("MURA-v1.1/train/XR_ELBOW/patient00007/study1_negative", (512, 403), 32.587),
+    ("MURA-v1.1/train/XR_ELBOW/patient00030/study1_positive", (512, 365), 41.415),
+    ("MURA-v1.1/train/XR_HAND/patient00003/study1_negative", (512, 456), 41.262),
+    ("MURA-v1.1/train/XR_HAND/patient00035/study1_positive", (379, 235), 22.010),
+    ("MURA-v1.1/train/XR_SHOULDER/patient00006/study1_negative", (311, 512), 52.730),
+    ("MURA-v1.1/train/XR_SHOULDER/patient00009/study1_positive", (430, 512), 48.841),
 ]
 
 
@@ -183,7 +212,7 @@ def test_rendered_images_match_the_builder_version():
 def test_synthetic_builder_small_scale(tmp_path):
   from simclr_mura.datasets import mura_synthetic
   builder = tfds.builder("mura_synthetic/elbow", data_dir=str(tmp_path), scale=0.02, seed=0)
-  assert builder.data_dir.endswith(os.path.join("mura_synthetic", "elbow-scale0.02-seed0", "1.3.0"))
+  assert builder.data_dir.endswith(os.path.join("mura_synthetic", "elbow-scale0.02-seed0", FINGERPRINT_VERSION))
   builder.download_and_prepare()
   assert set(builder.info.splits) == set(layout.SPLITS)
   expected = {i for s in synthetic.roster(0, 0.02, mura_synthetic.scale_of_test(0.02)) if s.study_type == "elbow"
@@ -201,7 +230,7 @@ def test_synthetic_builder_small_scale(tmp_path):
   assert not [d for d in os.listdir(tmp_path / "downloads") if d.startswith("mura_synthetic")]  # temp tree removed
   # the default size lives in the usual folder
   assert tfds.builder("mura_synthetic/elbow", data_dir=str(tmp_path)).data_dir.endswith(
-      os.path.join("mura_synthetic", "elbow", "1.3.0"))
+      os.path.join("mura_synthetic", "elbow", FINGERPRINT_VERSION))
 
 
 def test_bad_scale_rejected(tmp_path):

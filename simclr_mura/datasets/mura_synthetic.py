@@ -41,7 +41,7 @@ class MuraSynthetic(builder.MuraBuilderBase):
                  "features as `mura`.")
   # Bump with every change to the rendered images or the splits (tests/test_synthetic.py pins a fingerprint of both),
   # so that a data_dir prepared by an older checkout is rebuilt instead of silently reused.
-  VERSION = tfds.core.Version("1.3.0")
+  VERSION = tfds.core.Version("1.4.0")
   RELEASE_NOTES = {
       "1.0.0": "Initial release.",
       "1.1.0": "Findings placed nearer mid-film, larger lesions, healing fractures with callus (images differ from "
@@ -53,6 +53,10 @@ class MuraSynthetic(builder.MuraBuilderBase):
                "stored in patient order with train_1pct, then the rest of train_10pct, as prefixes (train[:k%] is the "
                "k% subset up to the boundary patient); validation and test by image id; disable_shuffling. Images and "
                "the train/validation/test cut are those of 1.2.0.",
+      "1.4.0": "The views of one study are taken like one visit's: they share the patient's anatomy, the exposure "
+               "technique (with a few per cent of spread), the detector size, the marker habit, a cast, ring or snap, "
+               "and the finding's site on the bone; view tags name the projection. Splits and labels are those of "
+               "1.3.0; every image differs.",
   }
 
   def __init__(self, *, scale: float = DEFAULT_SCALE, seed: int = DEFAULT_SEED, **kwargs: Any):

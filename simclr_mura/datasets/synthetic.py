@@ -22,6 +22,7 @@ from PIL import Image
 
 from simclr_mura.datasets import anatomy
 from simclr_mura.datasets import layout
+from simclr_mura.datasets import visit as visit_lib
 from simclr_mura.datasets import xray
 
 # MURA v1.1 per study type and official split: (normal studies, abnormal studies, normal images, abnormal images).
@@ -170,8 +171,19 @@ def _point_on(bone: xray.Bone, t: float) -> tuple[float, float]:
   return bone.p0[0] + (bone.p1[0] - bone.p0[0]) * t, bone.p0[1] + (bone.p1[1] - bone.p0[1]) * t
 
 
-def _site(shapes: list, targets: list[int], f: dict, inside: Callable[..., bool]) -> tuple[int, float]:
-  """Where the finding goes: a target bone and a position t along it, preferring sites near the middle of the film.
+# Half-width and half-height, in anatomy units, of the part of the anatomy a film centred on it shows: `render_image`
+# fills the film's long side with 2.1-2.8 units, so half of it is 1.05-1.4 units and the short side 0.62-1.0 of that.
+FIELD = (0.85, 1.2)
+
+
+def in_field(p: tuple[float, float], margin: float) -> bool:
+  """Whether an anatomy-frame point lies on a film centred on the part, `margin` (a fraction of each side) inside."""
+  return abs(p[0]) < FIELD[0] * (1 - 2 * margin) and abs(p[1]) < FIELD[1] * (1 - 2 * margin)
+
+
+def _site(shapes: list, targets: list[int], f: dict, inside: Callable[..., bool] = lambda p, margin: True
+          ) -> tuple[int, float]:
+  """Where the finding is: a target bone and a position t along it, preferring sites near the middle of the film.
 
   Sites in the central part of the film (where the radiographer centres the injury, and where the crops of training
   and evaluation keep it) come first; failing those, any site on the film; failing that, anywhere on a target bone.
@@ -187,10 +199,9 @@ def _site(shapes: list, targets: list[int], f: dict, inside: Callable[..., bool]
   raise ValueError("no target bones")
 
 
-def _apply_finding(shapes: list, targets: list[int], f: dict, inside: Callable[..., bool] = lambda p, margin: True
-                   ) -> None:
-  """Puts the finding on one of the target bones, preferring sites near the middle of the film."""
-  i, t = _site(shapes, targets, f, inside)
+def _apply_finding(shapes: list, site: tuple[int, float], f: dict) -> None:
+  """Puts the finding at `site` (bone index, position along it): the same place on the bone in every view."""
+  i, t = site
   bone = shapes[i]
   ax, ay, length = xray.axis(bone)
   nx, ny = -ay, ax
@@ -233,30 +244,38 @@ def _apply_finding(shapes: list, targets: list[int], f: dict, inside: Callable[.
         shapes.append(xray.Metal((px + ax * s + nx * r * 1.3, py + ay * s + ny * r * 1.3), axis_angle, 0.03, 0.03, 1.0))
 
 
-def _distractors(study_type: str, shapes: list, rng: np.random.Generator) -> None:
-  """Harmless bright things normal and abnormal studies share: a cast, a ring, a snap button on clothing."""
+def _distractors(shapes: list, visit: visit_lib.Visit, rng: np.random.Generator) -> None:
+  """Harmless bright things normal and abnormal studies share, worn through the whole visit: a cast, a ring, a snap
+  button on clothing (which moves with the garment from view to view)."""
   soft = [s for s in shapes if isinstance(s, xray.Soft)]
-  if rng.random() < 0.07 and soft:
+  if visit.cast and soft:
     s = soft[0]
     shapes.insert(0, xray.Soft(s.p0, s.p1, s.r * 1.45, 0.5, additive=True))  # plaster cast
-  if study_type in ("hand", "finger") and rng.random() < 0.12:
+  if visit.ring is not None:
     bones = [s for s in shapes if isinstance(s, xray.Bone) and s.r < 0.06]
     if bones:
-      b = bones[rng.integers(len(bones))]
+      b = bones[min(int(visit.ring * len(bones)), len(bones) - 1)]
       ax, ay, _ = xray.axis(b)
       mid = ((b.p0[0] + b.p1[0]) / 2, (b.p0[1] + b.p1[1]) / 2)
       shapes.append(xray.Metal(mid, math.atan2(ay, ax) + math.pi / 2, b.r * 2.4, 0.014, 0.9))  # a ring
-  if rng.random() < 0.05:
+  if visit.snap:
     shapes.append(xray.Metal((rng.uniform(-0.8, 0.8), rng.uniform(-1, 1)), 0.0, 0.03, 0.03, 0.7))  # snap button
 
 
 def render_image(study: Study, index: int, seed: int = 0) -> tuple[np.ndarray, bool]:
-  """The `index`-th (1-based) view of a study: (uint8 H x W array, store-as-RGB flag)."""
+  """The `index`-th (1-based) view of a study: (uint8 H x W array, store-as-RGB flag).
+
+  Drawn per patient: bone size, age (open growth plates), side; per patient and body part: the anatomy's own
+  proportions; per study: the finding and its site on the bone, and the visit's traits (`visit.draw_visit`); per image:
+  the projection, centring, rotation, collimation, noise and whether the finding shows on this view.
+  """
   prng = np.random.default_rng(_seed("patient", seed, study.patient))
   srng = np.random.default_rng(_seed("study", seed, study.study_id))
   irng = np.random.default_rng(_seed("image", seed, study.study_id, index))
+  anatomy_seed = _seed("anatomy", seed, study.patient, study.study_type)
   size, young, side = prng.uniform(0.88, 1.12), prng.random() < 0.18, prng.choice(["L", "R"])
   finding = _finding_params(study.study_type, srng) if study.label else None
+  visit = visit_lib.draw_visit(study.study_type, np.random.default_rng(_seed("visit", seed, study.study_id)))
   # view: 1 = AP/PA, 2 = lateral, 3+ = obliques
   if index == 1:
     squeeze, flex = irng.uniform(0.85, 1.0), irng.uniform(-0.15, 0.15)
@@ -266,16 +285,19 @@ def render_image(study: Study, index: int, seed: int = 0) -> tuple[np.ndarray, b
     squeeze, flex = irng.uniform(0.45, 0.85), irng.uniform(0.0, 0.8)
   view = anatomy.View(squeeze=squeeze, flex=flex if study.study_type == "elbow" else flex * 0.3, young=young,
                       size=size)
+  build = anatomy.ANATOMY[study.study_type]
   visible = finding is not None and irng.random() < FINDING_VISIBLE
   if visible and finding["kind"] == "dislocation":
-    shapes, targets = anatomy.shoulder(view, irng, dislocate=finding["dislocate"])
+    shapes, targets = anatomy.shoulder(view, np.random.default_rng(anatomy_seed), dislocate=finding["dislocate"])
   else:
-    shapes, targets = anatomy.ANATOMY[study.study_type](view, irng)
+    shapes, targets = build(view, np.random.default_rng(anatomy_seed))
+  if visible and finding["kind"] != "dislocation":
+    # the site is chosen once per study, on the part as an AP view of it sees it, and then seen from each view's angle
+    upright = anatomy.View(squeeze=1.0, flex=0.0, young=young, size=size)
+    _apply_finding(shapes, _site(*build(upright, np.random.default_rng(anatomy_seed)), finding, in_field), finding)
 
-  # film size like MURA's: mostly 512 px on the long side, some smaller, a few tiny
-  u = irng.random()
-  long_side = 512 if u < 0.7 else int(irng.uniform(300, 512)) if u < 0.97 else int(irng.uniform(90, 300))
-  short_side = int(long_side * irng.uniform(0.62, 1.0))
+  long_side = visit.long_side
+  short_side = int(long_side * min(1.0, visit.aspect + irng.uniform(-0.03, 0.03)))
   landscape = irng.random() < (0.5 if study.study_type == "shoulder" else 0.15)
   h, w = (short_side, long_side) if landscape else (long_side, short_side)
   theta = irng.normal(0, 0.22) + (irng.choice([-1, 1]) * math.pi / 2 if landscape and study.study_type != "shoulder"
@@ -286,23 +308,18 @@ def render_image(study: Study, index: int, seed: int = 0) -> tuple[np.ndarray, b
       long_side / irng.uniform(2.1, 2.8)
   affine = xray.Affine(scale=fill * rh / h, theta=theta, flip=1.0 if side == "R" else -1.0,
                        cx=rw * irng.uniform(0.4, 0.6), cy=rh * irng.uniform(0.4, 0.6))
-  if visible and finding["kind"] != "dislocation":
-    def inside(p, margin):
-      x, y = affine.to_pixel(p)
-      return margin * rw < x < (1 - margin) * rw and margin * rh < y < (1 - margin) * rh
-    _apply_finding(shapes, targets, finding, inside)
-  _distractors(study.study_type, shapes, irng)
+  _distractors(shapes, visit, irng)
   film = xray.Film(rh, rw, affine)
   for shape in shapes:
     film.add(shape)
   film.bone *= xray.texture(rh, rw, irng, cells=max(4, rw // 6), amount=0.12)  # trabecular texture
-  img = xray.develop(film.attenuation(), irng)
+  img = xray.develop(film.attenuation(), irng, visit.technique.varied(irng))
   img *= xray.texture(rh, rw, irng, cells=10, amount=irng.uniform(0.0, 0.06))  # film mottle
   img = xray.collimate(img, irng)
   big = np.asarray(Image.fromarray(img * 255, mode="F").resize((w, h), Image.BILINEAR))
   noisy = big + xray.noise(h, w, irng) * (255 * irng.uniform(0.004, 0.018)) + 0.5
   out = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), mode="L")
-  xray.markers(out, irng, side)
+  xray.markers(out, irng, side, visit.markers, visit_lib.view_tag(study.study_type, index, irng))
   return np.asarray(out), bool(irng.random() < RGB_FRACTION)
 
 

@@ -13,6 +13,8 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from simclr_mura.datasets.visit import MarkerStyle, Technique
+
 Point = tuple[float, float]
 
 MU_SOFT = 0.6
@@ -296,17 +298,16 @@ def _tube_field(b: Bone, u, v):
 
 # --- film processing -------------------------------------------------------------------------------------------------
 
-def develop(att: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-  """Attenuation -> float image in [0, 1]: exposure, heel-effect gradient, windowing, gamma (bone is bright)."""
+def develop(att: np.ndarray, rng: np.random.Generator, technique: Technique) -> np.ndarray:
+  """Attenuation -> float image in [0, 1] with a `visit.Technique`: exposure, heel-effect gradient, fog, window, gamma
+  (bone is bright). The heel effect's direction and strength follow the tube's placement for this view."""
   h, w = att.shape
-  exposure = rng.uniform(0.6, 1.0)
-  img = 1.0 - np.exp(-exposure * att)
+  img = 1.0 - np.exp(-technique.exposure * att)
   gy, gx = np.ogrid[0:h, 0:w]
   gdir = rng.uniform(0, 2 * math.pi)
   grad = (np.cos(gdir) * (gx / w - 0.5) + np.sin(gdir) * (gy / h - 0.5)) * rng.uniform(0, 0.25)
-  img = img * (1 + grad) + rng.uniform(0.0, 0.08)  # scatter fog
-  lo, hi = rng.uniform(-0.04, 0.12), rng.uniform(0.75, 1.05)
-  img = np.clip((img - lo) / (hi - lo), 0, 1) ** rng.uniform(0.75, 1.35)
+  img = img * (1 + grad) + technique.fog
+  img = np.clip((img - technique.lo) / (technique.hi - technique.lo), 0, 1) ** technique.gamma
   return img.astype(np.float32)
 
 
@@ -338,25 +339,24 @@ def _font(size: int):
   return _FONTS[size]
 
 
-def markers(img8: Image.Image, rng: np.random.Generator, side_letter: str) -> None:
-  """Burned-in annotations: a bright L/R lead marker in a corner, sometimes a text tag (present in both classes)."""
+def markers(img8: Image.Image, rng: np.random.Generator, side_letter: str, style: MarkerStyle, tag: str) -> None:
+  """Burned-in annotations in a `visit.MarkerStyle`: the bright L/R lead marker in the visit's corner (placed by hand,
+  so its exact spot varies per view) and the view tag `tag` if the style has one (present in both classes)."""
   w, h = img8.size
   draw = ImageDraw.Draw(img8)
-  if rng.random() < 0.75:
-    size = int(min(w, h) * rng.uniform(0.06, 0.12)) + 6
-    x = rng.uniform(0.03, 0.12) * w if rng.random() < 0.5 else w - rng.uniform(0.08, 0.2) * w
-    y = rng.uniform(0.03, 0.12) * h if rng.random() < 0.5 else h - rng.uniform(0.1, 0.2) * h
-    box = rng.random() < 0.4
-    if box:
-      draw.rectangle([x - size * 0.2, y - size * 0.1, x + size * 0.9, y + size * 1.2], outline=int(rng.uniform(200, 255)),
+  if style.side_marker:
+    size = int(min(w, h) * style.size) + 6
+    x = w - rng.uniform(0.08, 0.2) * w if style.right else rng.uniform(0.03, 0.12) * w
+    y = h - rng.uniform(0.1, 0.2) * h if style.bottom else rng.uniform(0.03, 0.12) * h
+    if style.boxed:
+      draw.rectangle([x - size * 0.2, y - size * 0.1, x + size * 0.9, y + size * 1.2], outline=style.grey,
                      width=max(1, size // 10))
-    draw.text((x, y), side_letter, fill=int(rng.uniform(215, 255)), font=_font(size))
-  if rng.random() < 0.25:
-    size = int(min(w, h) * rng.uniform(0.03, 0.05)) + 5
-    text = rng.choice(["AP", "LAT", "OBL", "PA", "ER", "IR", "Y", "SUPINE"])
+    draw.text((x, y), side_letter, fill=style.grey, font=_font(size))
+  if style.view_tag:
+    size = int(min(w, h) * style.tag_size) + 5
     x = rng.uniform(0.05, 0.6) * w
-    y = rng.choice([rng.uniform(0.02, 0.08), rng.uniform(0.88, 0.94)]) * h
-    draw.text((x, y), str(text), fill=int(rng.uniform(190, 250)), font=_font(size))
+    y = (rng.uniform(0.88, 0.94) if style.tag_bottom else rng.uniform(0.02, 0.08)) * h
+    draw.text((x, y), tag, fill=style.tag_grey, font=_font(size))
 
 
 def collimate(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
