@@ -17,7 +17,7 @@ from simclr_mura.layout import SPLITS
 # The accepted values of every enum field (the trainer's flags, the model and the pipeline read them from here).
 CHOICES: dict[str, tuple[str, ...]] = {
     "mode": ("train", "eval", "train_then_eval"),
-    "train_mode": ("pretrain", "finetune"),
+    "train_mode": ("pretrain", "finetune", "distill"),
     "model_selection": ("best", "last"),
     "train_crop": ("random", "none"),
     "eval_crop": ("center", "none"),
@@ -40,9 +40,11 @@ DENSENET_FINE_TUNE_AFTER_BLOCK_VALUES = (-1, 4)
 class Config:
   # --- what to run -----------------------------------------------------------------------------------------------
   mode: str = "train"  # train | eval | train_then_eval
-  train_mode: str = "pretrain"  # pretrain | finetune
+  train_mode: str = "pretrain"  # pretrain | finetune | distill
   model_dir: str = ""
   checkpoint: Optional[str] = None
+  # distill: the fine-tuned run (its model_dir) whose selected checkpoint teaches the student (SimCLRv2's third stage)
+  teacher: Optional[str] = None
   model_selection: str = "best"  # best | last (train_then_eval picks the checkpoint by validation study AUROC)
 
   # --- data --------------------------------------------------------------------------------------------------------
@@ -100,6 +102,12 @@ class Config:
   temperature: float = 0.1
   hidden_norm: bool = True
   class_weight: str = "none"  # none | balanced (MURA paper: w_abnormal = N/(A+N), w_normal = A/(A+N))
+  # distill: the temperature τ softening the teacher's and the student's predictions (SimCLRv2 eq. 2; 0.1 for
+  # self-distillation, a student of the teacher's architecture, 1.0 from a bigger teacher, the effect of τ between them
+  # being small), and the weight of the labelled loss on the label draw's images (SimCLRv2 eq. 3: 1 − α; 0 =
+  # distillation alone, as in most of its experiments)
+  distill_temperature: float = 0.1
+  distill_labeled_weight: float = 0.0
 
   # --- optimisation --------------------------------------------------------------------------------------------------
   optimizer: str = "lars"  # lars | momentum | adam
@@ -135,6 +143,11 @@ class Config:
   graph_optimization: bool = True
   seed: int = 0
   deterministic: bool = False
+
+  @property
+  def classifies(self) -> bool:
+    """Whether the run trains a classifier end to end (fine-tuning, distillation), as opposed to pretraining."""
+    return self.train_mode != "pretrain"
 
   def replace(self, **changes: Any) -> "Config":
     """A copy with some fields changed."""
@@ -225,10 +238,11 @@ def validate_model(config: Config) -> None:
     _fail(f"--backbone_weights={config.backbone_weights}: accepted: none, imagenet, or a Keras weights file (.h5)")
 
 
-def validate(config: Config) -> None:
+def validate(config: Config, pending: Optional[str] = None) -> None:
   """The one validation pass of a run's configuration, before TensorFlow builds or prepares anything: every flag's
   range and choices, the cross-flag rules and the paths the run reads, each failure a one-line `UserError` naming the
-  bad value and what is accepted."""
+  bad value and what is accepted. `pending`: a run folder another run is about to write (the study's pretraining or
+  teacher), not checked yet."""
   for name, accepted in CHOICES.items():
     value = getattr(config, name)
     if value not in accepted:
@@ -254,9 +268,10 @@ def validate(config: Config) -> None:
   if config.label_draw and config.label_fraction is None:
     _fail(f"--label_draw={config.label_draw} selects a draw of --label_fraction, which is unset; accepted: "
           "--label_fraction in (0, 1] with it, or --label_draw=0")
-  if config.train_mode == "finetune" and "test" in config.validation_split:
+  if config.classifies and "test" in config.validation_split:
     _fail("--validation_split=test would choose the model on the test split; accepted: validation (or a split "
           "without test)")
+  _check_distillation(config)
   if config.positive_pairs == "study" and config.train_mode != "pretrain":
     _fail(f"--positive_pairs=study pairs images for pretraining; accepted with --train_mode={config.train_mode}: image")
   if config.train_mode == "pretrain" and config.backbone != "resnet":
@@ -288,16 +303,39 @@ def validate(config: Config) -> None:
   _check_range(config, "translate_fraction", 0, 0.5)
   _check_range(config, "cpu_replicas", 0)
   _check_range(config, "seed", 0)
-  _check_paths(config)
+  _check_paths(config, pending)
 
 
-def _check_paths(config: Config) -> None:
-  """The inputs a run reads exist and are of the right kind (through tf.io.gfile, so gs:// paths are checked too)."""
+def _check_distillation(config: Config) -> None:
+  """--train_mode=distill's flags, and no distillation flag without it."""
+  if config.train_mode != "distill":
+    if config.teacher:
+      _fail(f"--teacher={config.teacher} teaches a distillation; accepted with --train_mode={config.train_mode}: "
+            "no --teacher")
+    return
+  if not config.teacher:
+    _fail("--train_mode=distill needs --teacher: a fine-tuned run's model_dir")
+  if config.checkpoint:
+    _fail(f"--checkpoint={config.checkpoint} with --train_mode=distill: the student starts from random weights "
+          "(SimCLRv2's distillation); accepted: no --checkpoint")
+  if config.class_weight != "none":
+    _fail(f"--class_weight={config.class_weight} with --train_mode=distill: the teacher's predictions carry no class "
+          "weights; accepted: none")
+  _check_range(config, "distill_temperature", 0, low_open=True)
+  _check_range(config, "distill_labeled_weight", 0, 1)
+
+
+def _check_paths(config: Config, pending: Optional[str] = None) -> None:
+  """The inputs a run reads exist and are of the right kind (through tf.io.gfile, so gs:// paths are checked too);
+  `pending` is skipped."""
   import tensorflow as tf
 
-  if config.checkpoint:
+  if config.checkpoint and config.checkpoint != pending:
     from simclr_mura.training.checkpoints import resolve  # raises the one-line UserError
     resolve(config.checkpoint)
+  if config.teacher and config.teacher != pending:
+    from simclr_mura.training.teacher import teacher_config  # raises the one-line UserError
+    teacher_config(config)
   weights = config.backbone_weights
   if weights not in ("none", "imagenet") and (not tf.io.gfile.exists(weights) or tf.io.gfile.isdir(weights)):
     _fail(f"--backbone_weights={config.backbone_weights}: no such file; accepted: none, imagenet, or a path to a "

@@ -20,9 +20,12 @@ flags.DEFINE_enum("mode", _D.mode, CHOICES["mode"],
                   "Whether to train, evaluate the latest checkpoint (waiting for new ones), or both.")
 flags.DEFINE_enum("train_mode", _D.train_mode, CHOICES["train_mode"],
                   "pretrain: SimCLR contrastive pretraining; finetune: supervised training of the head "
-                  "(and encoder, see fine_tune_after_block), from --checkpoint or from scratch.")
+                  "(and encoder, see fine_tune_after_block), from --checkpoint or from scratch; distill: SimCLRv2's "
+                  "self-distillation, a fresh student learns --teacher's softened predictions on --train_split.")
 flags.DEFINE_string("model_dir", None, "Where checkpoints, summaries, results and the export go (required).")
 flags.DEFINE_string("checkpoint", None, "A pretrain model_dir or checkpoint path to start fine-tuning from.")
+flags.DEFINE_string("teacher", None, "--train_mode=distill: a fine-tuned run's model_dir; its selected checkpoint "
+                    "(best on validation) teaches, its flags.json gives its architecture.")
 flags.DEFINE_enum("model_selection", _D.model_selection, CHOICES["model_selection"],
                   "train_then_eval evaluates the checkpoint with the best validation study-level AUROC, or the last.")
 
@@ -95,6 +98,13 @@ flags.DEFINE_bool("lineareval_while_pretraining", _D.lineareval_while_pretrainin
 
 # --- objective ------------------------------------------------------------------------------------------------------
 flags.DEFINE_float("temperature", _D.temperature, "Temperature of the contrastive loss.")
+flags.DEFINE_float("distill_temperature", _D.distill_temperature,
+                   "--train_mode=distill: temperature τ of the teacher's and the student's softmax (SimCLRv2 eq. 2; it "
+                   "uses 0.1 for self-distillation, 1.0 from a bigger teacher).")
+flags.DEFINE_float("distill_labeled_weight", _D.distill_labeled_weight,
+                   "--train_mode=distill: weight of the labelled cross-entropy on the label draw's images (all of "
+                   "--train_split without --label_fraction); the distillation loss gets 1 minus it (SimCLRv2 eq. 3). "
+                   "0: distillation alone.")
 flags.DEFINE_bool("hidden_norm", _D.hidden_norm, "L2-normalise the projections in the contrastive loss.")
 flags.DEFINE_enum("class_weight", _D.class_weight, CHOICES["class_weight"],
                   "balanced: the MURA paper's w_abnormal = N/(A+N), w_normal = A/(A+N) per study type of the training "

@@ -35,6 +35,9 @@ MICLE_PRETRAIN_ARM = "micle_pretrain"
 MICLE_LINEAR = "micle_linear"
 MICLE_FINETUNE = "micle_finetune"
 PRETRAIN_ARMS: tuple[str, ...] = (PRETRAIN_ARM, MICLE_PRETRAIN_ARM)
+# SimCLRv2's third stage: a student distilled from the fine-tuned SimCLR arm of the same label draw (1% and 10% only:
+# with all labels there is no unlabelled image left to distil on)
+DISTILL = "simclr_distill"
 
 
 def arm_name(family: str, fraction: str) -> str:
@@ -53,10 +56,12 @@ def folder_draw(name: str) -> int | None:
   return int(digits) if name.startswith("draw") and digits.isdigit() and name == draw_folder(int(digits)) else None
 
 
-# Every arm, in the order the report lists them.
+# The study's arms, in the order the report lists them; then the distillation arms (the cpu and paper presets run them)
+# and MICLe's (with --positive_pairs=both).
 ARMS: tuple[str, ...] = (BASELINE_ARM, *(arm_name(SCRATCH, f) for f in LABEL_FRACTIONS), PRETRAIN_ARM,
                          *(arm_name(LINEAR, f) for f in LABEL_FRACTIONS),
                          *(arm_name(FINETUNE, f) for f in LABEL_FRACTIONS))
+DISTILL_ARMS: tuple[str, ...] = tuple(arm_name(DISTILL, f) for f in DRAWN_FRACTIONS)
 MICLE_ARMS: tuple[str, ...] = (MICLE_PRETRAIN_ARM, *(arm_name(MICLE_LINEAR, f) for f in LABEL_FRACTIONS),
                                *(arm_name(MICLE_FINETUNE, f) for f in LABEL_FRACTIONS))
 UNEVALUATED_ARMS: tuple[str, ...] = PRETRAIN_ARMS  # pretraining has no labels to score; it leaves training curves
@@ -76,6 +81,9 @@ ARM_DESCRIPTIONS: dict[str, str] = {
     **{arm_name(LINEAR, f): f"linear evaluation: a logistic layer on the frozen SimCLR encoder, trained on {_labels(f)}"
        for f in LABEL_FRACTIONS},
     **{arm_name(FINETUNE, f): f"the SimCLR encoder fine-tuned end to end on {_labels(f)}" for f in LABEL_FRACTIONS},
+    **{arm_name(DISTILL, f): f"SimCLRv2 self-distillation: a fresh ResNet learns the predictions of "
+                             f"{arm_name(FINETUNE, f)} (same draw) on all of the part's `train` images"
+       for f in DRAWN_FRACTIONS},
     MICLE_PRETRAIN_ARM: "MICLe pretraining (Azizi et al. 2021): SimCLR's, with two images of one study as a positive "
                         "pair (not evaluated; training curves only)",
     **{arm_name(MICLE_LINEAR, f): f"linear evaluation of the frozen MICLe encoder on {_labels(f)}"

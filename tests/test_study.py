@@ -16,6 +16,7 @@ import pytest
 
 from conftest import REPO
 from simclr_mura.layout import ARMS as ALL_ARMS
+from simclr_mura.layout import DISTILL_ARMS
 from simclr_mura.layout import MICLE_ARMS, STUDY_TYPES, RunDir, UNEVALUATED_ARMS
 from simclr_mura.study import cli, runner
 
@@ -67,10 +68,11 @@ def _console_script(target: str) -> list[str]:
   return [sys.executable, "-c", f"import sys; from {module} import {function}; sys.exit({function}())"]
 
 
-def _runs(out: str, part: str = "elbow", draws: int = 1) -> list[str]:
-  """The evaluated run folders of one body part of a study with `draws` label draws."""
+def _runs(out: str, part: str = "elbow", draws: int = 1, arms=(*ARMS, *DISTILL_ARMS)) -> list[str]:
+  """The evaluated run folders of one body part of a study with `draws` label draws (the tiny preset runs the
+  distillation arms too)."""
   folders = []
-  for arm in ARMS:
+  for arm in arms:
     drawn = not arm.endswith("100pct") and arm != "baseline"
     folders += [os.path.join(out, part, arm, f"draw{k}") for k in range(draws)] if drawn else [
         os.path.join(out, part, arm)]
@@ -116,7 +118,7 @@ def test_every_arm_ran_and_the_report_is_complete(tiny_study):
                                    "specificity", "f1", "auroc", "kappa"]
   elbow = results[results["body_part"] == "elbow"]
   assert sorted(zip(elbow["arm"], elbow["draw"], elbow["level"])) == sorted(
-      (a, 0, l) for a in ARMS for l in ("image", "study"))
+      (a, 0, l) for a in (*ARMS, *DISTILL_ARMS) for l in ("image", "study"))
   assert set(results["body_part"]) == {"elbow", "pooled"}
   summary = pd.read_csv(os.path.join(report, "summary.csv"))
   assert list(summary.columns) == ["body_part", "arm", "level", "metric", "n_draws", "mean", "sd", "ci_low",
@@ -124,7 +126,7 @@ def test_every_arm_ran_and_the_report_is_complete(tiny_study):
   comparison = pd.read_csv(os.path.join(report, "comparison.csv"))
   assert list(comparison.columns) == ["body_part", "fraction", "readout", "level", "metric", "simclr", "scratch",
                                       "diff", "ci_low", "ci_high", "n_draws"]
-  assert {"finetune", "linear"} == set(comparison["readout"])
+  assert {"finetune", "linear", "distill", "distill_vs_scratch"} == set(comparison["readout"])
   with open(os.path.join(report, "results.md")) as f:
     md = f.read()
   assert md.index("Primary endpoint") < md.index("0.")  # declared before any number
@@ -136,7 +138,7 @@ def test_every_arm_ran_and_the_report_is_complete(tiny_study):
   for png in pngs:
     with open(os.path.join(report, png), "rb") as f:
       assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-  assert "Primary endpoint" in stdout and "[11/11]" in stdout  # progress lines and the printed table
+  assert "Primary endpoint" in stdout and "[13/13]" in stdout  # progress lines and the printed table
 
 
 @pytest.mark.slow
@@ -171,6 +173,8 @@ def test_two_jobs_run_arms_side_by_side_after_their_pretraining(tiny_study):
   for folder, (started, _) in times.items():
     if "simclr_linear" in folder or "simclr_finetune" in folder:
       assert started >= pretraining[1], folder
+    if "simclr_distill" in folder:  # after its teacher, the fine-tuning run of its draw
+      assert started >= times[folder.replace("simclr_distill", "simclr_finetune")][1], folder
   spans = sorted(times.values())
   assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:]))  # two runs at once
   assert "2 side by side" in stdout and "started" in stdout and "finished in" in stdout
@@ -210,7 +214,7 @@ def test_rerun_skips_finished_arms_and_resumes_an_interrupted_one(tiny_study, sy
   os.remove(arm.result_json)
   proc = _study("--preset=tiny", "--parts=elbow", "--draws=1", f"--out={out}", f"--data_dir={synthetic_data_dir}")
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert proc.stdout.count("done earlier, skipped") == 10
+  assert proc.stdout.count("done earlier, skipped") == 12
   assert "Already trained to step" in proc.stdout  # resumed from its checkpoint, not retrained
   assert os.path.isfile(arm.result_json)
 
@@ -261,9 +265,9 @@ def test_pretrain_pool_decides_what_simclr_pretrains_on_and_what_the_arms_restor
   for r in runs:
     if r.arm.startswith(("simclr_linear", "simclr_finetune")):
       expected = where[r.part] if pool == "per_part" else where[None]
-      assert _flag(r, "checkpoint") == expected == r.pretraining, r.title
+      assert _flag(r, "checkpoint") == expected == r.waits_for, r.title
     elif r.arm != "simclr_pretrain":
-      assert _flag(r, "checkpoint") is None and r.pretraining is None, r.title
+      assert _flag(r, "checkpoint") is None and r.waits_for is None, r.title
       assert _flag(r, "dataset") == f"mura_synthetic/{r.part}"
   expected_dirs = ({os.path.join("/study", p, "simclr_pretrain") for p in ("elbow", "hand")} if pool == "per_part"
                    else {os.path.join("/study", "simclr_pretrain")})
@@ -308,7 +312,7 @@ def test_positive_pairs_both_adds_micle_arms_on_the_same_draws(pool):
   for r in micle:
     if r.arm == "micle_pretrain":
       continue
-    assert _flag(r, "checkpoint") == r.pretraining == (where[r.part] if pool == "per_part" else where[None])
+    assert _flag(r, "checkpoint") == r.waits_for == (where[r.part] if pool == "per_part" else where[None])
     twin = next(t for t in simclr if t.part == r.part and t.draw == r.draw and
                 t.arm == r.arm.replace("micle_", "simclr_"))  # the SimCLR arm of the same draw and recipe
     strip = lambda argv: [a for a in argv if not a.startswith(("--checkpoint=", "--model_dir="))]  # noqa: E731
@@ -346,7 +350,7 @@ def test_every_run_of_a_preset_passes_validation_and_sees_whole_films(preset):
   args, runs = _plan(f"--preset={preset}", "--parts=elbow")
   for run in runs:
     config = trainer_flags.config_from_argv(list(run.argv))
-    config_lib.validate(config.replace(checkpoint=None))
+    config_lib.validate(config, pending=run.waits_for)  # the run it waits for is checked once it exists
     if run.arm == "simclr_pretrain":
       assert (config.train_crop, config.eval_crop) == ("random", "center"), run.title  # SimCLR's views and probe
     else:  # whole films in training and evaluation (a centre crop would zoom in on what training saw whole)
@@ -379,3 +383,25 @@ def test_run_sh_hands_its_arguments_on_and_installs_once(tmp_path):
   assert _calls(log)[3:] == ["-m simclr_mura.study --parts=hand --preset=tiny"]
   subprocess.run([*run_sh, "test", "-x"], check=True, capture_output=True, env=_env())
   assert _calls(log)[4:] == ["-m pytest tests -x"]
+
+
+def test_distillation_arms_learn_from_the_finetuning_run_of_their_draw():
+  """The cpu preset distils every 1% and 10% SimCLR fine-tuning run: the student of draw k waits for the teacher of
+  draw k, trains on all of the part's `train` images as long as the arms on all labels, and is compared with it."""
+  _, runs = _plan("--preset=cpu", "--parts=elbow", "--draws=2", "--out=/study")
+  students = [r for r in runs if r.arm in DISTILL_ARMS]
+  assert sorted((r.arm, r.draw) for r in students) == sorted((a, k) for a in DISTILL_ARMS for k in range(2))
+  by_dir = {r.model_dir: r for r in runs}
+  full = next(r for r in runs if r.arm == "scratch_100pct")
+  for r in students:
+    teacher = by_dir[r.waits_for]
+    assert _flag(r, "teacher") == teacher.model_dir and _flag(r, "checkpoint") is None, r.title
+    assert teacher.arm == r.arm.replace("simclr_distill", "simclr_finetune") and teacher.draw == r.draw
+    assert (_flag(r, "train_mode"), _flag(r, "train_split"), _flag(r, "train_epochs")) == (
+        "distill", "train", _flag(full, "train_epochs"))
+    assert _flag(r, "label_draw") == str(r.draw)
+  _, quick = _plan("--parts=elbow", "--out=/study")  # not in the quick preset (its 15 minutes)
+  assert not [r for r in quick if r.arm in DISTILL_ARMS]
+  _, asked = _plan("--parts=elbow", "--draws=1", "--arms=simclr_distill_10pct", "--out=/study")
+  assert [r.title for r in asked] == ["pool simclr_pretrain", "elbow simclr_finetune_10pct draw 0",
+                                      "elbow simclr_distill_10pct draw 0"]  # with its teacher and the teacher's source

@@ -179,11 +179,11 @@ def _builders(builder) -> tuple:
 
 def train_input_fn(builder: tfds.core.DatasetBuilder, config: Config, split: str, pretrain: bool,
                    global_batch_size: int, seed: int | None = None, class_weights: np.ndarray | None = None,
-                   patients: Collection[str] | None = None
+                   patients: Collection[str] | None = None, labeled_patients: Collection[str] | None = None
                    ) -> Callable[[tf.distribute.InputContext | None], tf.data.Dataset]:
   """`input_fn(input_context)` yielding per-replica batches of `(images, labels)` forever, or of
   `(images, labels, weights)` with `class_weights` (a `class_weight_table`: each example's loss weight by its study
-  type and label).
+  type and label) or `labeled_patients` (a distillation's label draw: weight 1 for their images, 0 for the others).
 
   Pretraining images are a pair of batches of independently augmented views (`(view1, view2)`, each [B, H, W, 1]);
   supervised images are one view ([B, H, W, 1]) with the crop only (SimCLR fine-tunes on crop and flip; the train
@@ -208,20 +208,25 @@ def train_input_fn(builder: tfds.core.DatasetBuilder, config: Config, split: str
   def decode_then_preprocess(example: dict) -> tuple:
     return preprocess({"image": image_feature.decode_example(example["image"]), "label": example["label"]})
 
+  if class_weights is not None and labeled_patients is not None:
+    raise ValueError("class weights and a labelled subset are two uses of the loss weight; pass one")
   weight_table = None if class_weights is None else tf.constant(class_weights, tf.float32)
+  labeled_table = None if labeled_patients is None else _patient_table(labeled_patients)
 
   def keep(example: dict) -> dict:
     out = {"image": example["image"], "label": example["label"]}
     if weight_table is not None:
       out["weight"] = weight_table[example["study_type"], example["label"]]
+    if labeled_table is not None:
+      out["weight"] = tf.cast(labeled_table.lookup(example["patient_id"]), tf.float32)
     return out
 
   def make_example(example: dict) -> tuple:
     made = (decode_then_preprocess if decode_late else preprocess)(example)
-    return made if weight_table is None else (*made, example["weight"])
+    return made if "weight" not in example else (*made, example["weight"])
 
   pairs_of_studies = pretrain and config.positive_pairs == "study"
-  if pairs_of_studies and (patient_list is not None or class_weights is not None):
+  if pairs_of_studies and (patient_list is not None or class_weights is not None or labeled_patients is not None):
     raise ValueError("study pairs are for pretraining, which reads all of its split without loss weights")
 
   def input_fn(input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
@@ -294,14 +299,19 @@ def _mix(datasets: list[tf.data.Dataset], seed: int) -> tf.data.Dataset:
   return datasets[0] if len(datasets) == 1 else tf.data.Dataset.sample_from_datasets(datasets, seed=seed)
 
 
+def _patient_table(patients: Collection[str]) -> tf.lookup.StaticHashTable:
+  """patient id -> 1 for `patients`, 0 for any other."""
+  return tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+      tf.constant(sorted(patients), tf.string), tf.ones([len(patients)], tf.int32)), default_value=0)
+
+
 def training_examples(builder, split, config: Config, *, seed: int, batch: int,
                       patients: Sequence[str] | None = None, decode: bool = False) -> tf.data.Dataset:
   """The endless shuffled stream of a split's TFDS examples (images still PNG bytes unless `decode`) that training
   maps to views; `patients`: only theirs (a label draw), read once and kept in memory. See `train_input_fn`."""
   read = _reader(builder, config, seed, decode)
   if patients is not None:
-    table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
-        tf.constant(list(patients), tf.string), tf.ones([len(patients)], tf.int32)), default_value=0)
+    table = _patient_table(patients)
     ds = read(split).filter(lambda e: table.lookup(e["patient_id"]) > 0).cache()
     # The buffer holds the whole draw (at most SHUFFLE_BUFFER images; a draw is a small share of the labels).
     return ds.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True).repeat()

@@ -195,7 +195,7 @@ class SimCLRModel(keras.Model):
   step applies `input_pipeline.device_augment`, flip, colour jitter and blur, before calling the model).
   - pretrain: (projection-head output, float32 [N, proj_dim]; logits of the supervised head on the stop-gradient of
     the ft_proj_selector-th head input if lineareval_while_pretraining, else None);
-  - finetune: (None, logits) from the ft_proj_selector-th layer (only those projection layers are built).
+  - finetune, distill: (None, logits) from the ft_proj_selector-th layer (only those projection layers are built).
   Logits are float32 under any mixed-precision policy.
   """
 
@@ -209,9 +209,9 @@ class SimCLRModel(keras.Model):
     self.encoder = build_encoder(cfg)
     self.projection_head = ProjectionHead(
         cfg.proj_head_mode, self.encoder.output_dim, cfg.proj_out_dim, cfg.num_proj_layers,
-        num_built=cfg.ft_proj_selector if cfg.train_mode == "finetune" else None,
+        num_built=cfg.ft_proj_selector if cfg.classifies else None,
         batch_norm_decay=cfg.batch_norm_decay, global_bn=cfg.global_bn, name="head_contrastive")
-    if cfg.train_mode == "finetune" or cfg.lineareval_while_pretraining:
+    if cfg.classifies or cfg.lineareval_while_pretraining:
       init = "zeros" if cfg.zero_init_logits_layer else keras.initializers.RandomNormal(stddev=0.01)
       self.supervised_head = keras.layers.Dense(
           cfg.num_classes, use_bias=True, kernel_initializer=init, bias_initializer="zeros", dtype="float32",
@@ -226,7 +226,7 @@ class SimCLRModel(keras.Model):
   def call(self, images, training=None):
     features = self.encoder(images, training=training)
     hiddens = self.projection_head(features, training=training)
-    if self.train_mode == "finetune":
+    if self.cfg.classifies:
       return None, self.supervised_head(hiddens[self.ft_proj_selector], training=training)
     projection = tf.cast(hiddens[-1], tf.float32)  # the contrastive loss needs float32 (its -1e9 mask)
     logits = None
@@ -264,7 +264,7 @@ def build_model(cfg: Config) -> SimCLRModel:
   """
   model = SimCLRModel(cfg)
   model.build_variables()
-  if cfg.train_mode == "finetune":
+  if cfg.classifies:
     model.encoder.freeze_up_to(cfg.fine_tune_after_block)
   return model
 

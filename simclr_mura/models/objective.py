@@ -1,4 +1,4 @@
-"""Contrastive (NT-Xent) loss, its metrics, and the weight-decay term.
+"""Contrastive (NT-Xent) loss, its metrics, the weight-decay term and SimCLRv2's distillation loss.
 
 A port of Google SimCLR `tf2/objective.py` (`add_contrastive_loss`), the pretraining metrics of `tf2/metrics.py`
 (`update_pretrain_metrics_train`) and `add_weight_decay` of `tf2/model.py` (google-research/simclr). Library code:
@@ -124,3 +124,14 @@ def weight_decay_loss(variables: Iterable, weight_decay: float, optimizer_name: 
     return tf.constant(0.0, tf.float32)
   l2 = tf.add_n([tf.nn.l2_loss(tf.cast(v, tf.float32)) for v in selected])
   return tf.cast(weight_decay, tf.float32) * l2
+
+
+def distillation_loss(teacher_logits: tf.Tensor, student_logits: tf.Tensor, temperature: float = 1.0) -> tf.Tensor:
+  """SimCLRv2's distillation loss (Chen et al. 2020, arXiv 2006.10029, eq. 2), the mean over the batch of
+  −Σ_y P_T(y|x; τ) log P_S(y|x; τ), where P(y|x; τ) = softmax(logits / τ): the cross-entropy of the student's
+  softened prediction against the teacher's. The teacher's side is a constant (no gradient reaches the teacher);
+  unlike Hinton et al. (2015), nothing rescales it by τ².
+  """
+  temperature = tf.cast(temperature, tf.float32)
+  targets = tf.stop_gradient(tf.nn.softmax(tf.cast(teacher_logits, tf.float32) / temperature))
+  return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(targets, tf.cast(student_logits, tf.float32) / temperature))

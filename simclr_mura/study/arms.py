@@ -11,7 +11,7 @@ import importlib.resources
 import os
 from typing import Optional, Sequence
 
-from simclr_mura.layout import (BASELINE_ARM, DRAWN_FRACTIONS, FINETUNE, LABEL_FRACTIONS, LINEAR, MICLE_FINETUNE,
+from simclr_mura.layout import (BASELINE_ARM, DISTILL, DRAWN_FRACTIONS, FINETUNE, LABEL_FRACTIONS, LINEAR, MICLE_FINETUNE,
                                 MICLE_LINEAR, MICLE_PRETRAIN_ARM, PRETRAIN_ARM, SCRATCH, STUDY_TYPES, arm_name,
                                 draw_folder)
 
@@ -35,6 +35,8 @@ class Preset:
   # Whether the supervised runs let TensorFlow optimize their traced graphs (--graph_optimization; pretraining
   # always does): runs of a few dozen steps spend more on Grappler's pass over the graph than it saves them.
   graph_optimization: bool = True
+  # Whether the study runs SimCLRv2's distillation arms (simclr_distill_*) unless --arms names them.
+  distill: bool = False
 
   def length(self, fraction: str) -> tuple[str, ...]:
     return dict(self.lengths).get(fraction, ())
@@ -55,19 +57,20 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("quick", ("quick", "{arm}", "quick_{arm}"), ("quick", "quick_pretrain"), draws=2, synthetic_scale=0.05,
            lengths=_QUICK_LENGTH, graph_optimization=False),
     Preset("cpu", ("quick", "{arm}", "quick_{arm}", "cpu", "cpu_{arm}"), ("quick", "cpu", "cpu_pretrain"), draws=5,
-           synthetic_scale=1.0, lengths=_CPU_LENGTH),
-    Preset("paper", ("{arm}",), ("pretrain",), draws=5, lengths=_PAPER_LENGTH, export=True),
+           synthetic_scale=1.0, lengths=_CPU_LENGTH, distill=True),
+    Preset("paper", ("{arm}",), ("pretrain",), draws=5, lengths=_PAPER_LENGTH, export=True, distill=True),
     # for tests: seconds per run; its numbers mean nothing
     Preset("tiny", ("quick", "{arm}", "quick_{arm}", "tiny"), ("quick", "tiny"), draws=2,
            lengths=(("1pct", ("--train_steps=3",)), ("10pct", ("--train_steps=3",)), ("100pct", ("--train_steps=3",))),
-           graph_optimization=False),
+           graph_optimization=False, distill=True),
 )}
 POOLS_DOC = {"union": "once on the `train` images of all the study's body parts together",
              "per_part": "once per body part on its own `train` images (the seed study's protocol)",
              "all": "once on the `train` images of every MURA study type"}
 # The arm families' recipe files (presets/<recipe>.cfg): scratch and SimCLR fine-tuning share one recipe.
 RECIPES = {PRETRAIN_ARM: "pretrain", BASELINE_ARM: "baseline", SCRATCH: "finetune", FINETUNE: "finetune",
-           LINEAR: "linear_eval", MICLE_PRETRAIN_ARM: "pretrain", MICLE_FINETUNE: "finetune", MICLE_LINEAR: "linear_eval"}
+           LINEAR: "linear_eval", MICLE_PRETRAIN_ARM: "pretrain", MICLE_FINETUNE: "finetune", MICLE_LINEAR: "linear_eval",
+           DISTILL: "finetune"}  # a distillation trains like the fine-tuning arms, on the teacher's predictions
 # --positive_pairs of the study: the pretrainings it runs, (arm, the trainer's --positive_pairs, the arm families that
 # restore it). `study` runs MICLe in place of SimCLR under SimCLR's arm names; `both` adds MICLe's arms.
 _SIMCLR = (PRETRAIN_ARM, "image", (LINEAR, FINETUNE))
@@ -95,7 +98,8 @@ class Run:
   draw: Optional[int]  # the label draw of a 1% / 10% arm
   model_dir: str
   argv: tuple[str, ...]
-  pretraining: Optional[str] = None  # model_dir of the pretraining this run restores (it waits for it)
+  # model_dir of the run this one restores and waits for: its pretraining, or a distillation's teacher
+  waits_for: Optional[str] = None
 
   @property
   def title(self) -> str:
@@ -115,10 +119,12 @@ def pool_types(pool: str, parts: Sequence[str]) -> list[str]:
 
 
 def plan(*, preset: Preset, builder: str, parts: Sequence[str], pool: str, draws: int, out: str,
-         data_dir: str, mura_dir: Optional[str] = None, positive_pairs: str = "image") -> list[Run]:
+         data_dir: str, mura_dir: Optional[str] = None, positive_pairs: str = "image",
+         distill: Optional[bool] = None) -> list[Run]:
   """Every run of the study, pretraining first (the SimCLR arms restore it; with `positive_pairs="both"` MICLe's
   too), then per part: the DenseNet-169 baseline, the 100% arms, then the 1% and 10% arms for draws 0..draws-1
-  (draw k: the same patients in every arm)."""
+  (draw k: the same patients in every arm), and with `distill` (default: the preset's) the distillation of each 1% and
+  10% SimCLR fine-tuning run."""
   common = [f"--data_dir={data_dir}", *([] if preset.export else ["--export=false"])]
   if mura_dir:
     common.append(f"--mura_dir={mura_dir}")
@@ -126,11 +132,11 @@ def plan(*, preset: Preset, builder: str, parts: Sequence[str], pool: str, draws
     common.append(f"--synthetic_scale={preset.synthetic_scale:g}")
 
   def run(arm: str, recipe: str, part: Optional[str], dataset_types: Sequence[str], model_dir: str,
-          extra: Sequence[str] = (), draw: Optional[int] = None, pretraining: Optional[str] = None) -> Run:
+          extra: Sequence[str] = (), draw: Optional[int] = None, waits_for: Optional[str] = None) -> Run:
     unoptimized = not preset.graph_optimization and recipe != RECIPES[PRETRAIN_ARM]
     argv = (*flagfiles(preset, recipe), *extra, *(["--graph_optimization=false"] if unoptimized else []),
             f"--dataset={builder}/{'+'.join(dataset_types)}", *common, f"--model_dir={model_dir}")
-    return Run(arm, part, draw, model_dir, argv, pretraining)
+    return Run(arm, part, draw, model_dir, argv, waits_for)
 
   # Pretraining uses no labels: no linear probe on the side (its head would carry train's labels into the
   # low-label arms that restore it); validation and test images never enter it (--train_split=train).
@@ -166,4 +172,22 @@ def plan(*, preset: Preset, builder: str, parts: Sequence[str], pool: str, draws
             source = pretraining_dir(out, pool, part, restores)
             extra.append(f"--checkpoint={source}")
           runs.append(run(name, RECIPES[family], part, [part], model_dir, extra, draw, source))
+    if preset.distill if distill is None else distill:
+      runs += _distillations(run, preset, part, part_dir, draws)
+  return runs
+
+
+def _distillations(run, preset: Preset, part: str, part_dir: str, draws: int) -> list[Run]:
+  """A part's distillation arms: for each 1% / 10% draw, a student learns from that draw's SimCLR fine-tuning run on
+  all of the part's `train` images (labels unused; the draw is recorded). It trains as long as the arms on all labels:
+  like them it starts from random weights and sees every `train` image."""
+  runs = []
+  for fraction in DRAWN_FRACTIONS:
+    for draw in range(draws):
+      teacher = os.path.join(part_dir, arm_name(FINETUNE, fraction), draw_folder(draw))
+      name = arm_name(DISTILL, fraction)
+      extra = ["--train_mode=distill", "--train_split=train", f"--label_fraction={LABEL_FRACTIONS[fraction]:g}", f"--label_draw={draw}",
+               *preset.length("100pct"), f"--teacher={teacher}"]
+      runs.append(run(name, RECIPES[DISTILL], part, [part], os.path.join(part_dir, name, draw_folder(draw)), extra,
+                      draw, teacher))
   return runs

@@ -16,7 +16,7 @@ import os
 import sys
 
 from simclr_mura.errors import ArgumentParser, UserError, exit_with
-from simclr_mura.layout import ARMS, MICLE_ARMS, POSITIVE_PAIRS, PRETRAIN_ARMS, PRETRAIN_POOLS, STUDY_TYPES
+from simclr_mura.layout import ARMS, DISTILL_ARMS, MICLE_ARMS, POSITIVE_PAIRS, PRETRAIN_ARMS, PRETRAIN_POOLS, STUDY_TYPES
 from simclr_mura.study import runner
 from simclr_mura.study.arms import POOLS_DOC, PRESETS
 
@@ -37,8 +37,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                       help="pretraining's positive pairs: image (SimCLR: two views of one image), study (MICLe: two "
                       "images of one study, in place of SimCLR's), or both (both pretrainings, with MICLe's arms "
                       "micle_* beside SimCLR's on the same label draws; default image)")
-  parser.add_argument("--arms", help="comma-separated arms to run (default: all; the SimCLR and MICLe arms bring their "
-                      f"pretraining): {', '.join(a for a in ARMS + MICLE_ARMS if a not in PRETRAIN_ARMS)}")
+  parser.add_argument("--arms", help="comma-separated arms to run (default: all of the preset's; the SimCLR and MICLe "
+                      "arms bring their pretraining, the distillation arms their teacher): "
+                      f"{', '.join(a for a in ARMS + DISTILL_ARMS + MICLE_ARMS if a not in PRETRAIN_ARMS)}")
   parser.add_argument("--draws", type=int, help="paired label draws of every 1%% and 10%% arm (default: the preset's)")
   parser.add_argument("--out", help="study folder (default runs/<dataset>_<preset> in the current folder)")
   parser.add_argument("--data_dir", default=os.path.abspath(os.path.join("data", "tfds")),
@@ -55,7 +56,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.error(f"--parts: unknown body part(s) {', '.join(bad) or '(none given)'}; "
                  f"accepted: {', '.join(STUDY_TYPES)}")
   args.arms = [a.strip() for a in (args.arms or "").split(",") if a.strip()] or None
-  known = ARMS + (MICLE_ARMS if args.positive_pairs == "both" else ())
+  known = ARMS + DISTILL_ARMS + (MICLE_ARMS if args.positive_pairs == "both" else ())
   bad = [a for a in args.arms or [] if a not in known]
   if bad:
     parser.error(f"--arms: unknown arm(s) {', '.join(bad)}; accepted: {', '.join(known)}"

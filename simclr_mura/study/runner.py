@@ -18,7 +18,7 @@ import os
 import sys
 import time
 
-from simclr_mura.layout import BASELINE_ARM, PRETRAIN_ARMS, RunDir
+from simclr_mura.layout import BASELINE_ARM, DISTILL_ARMS, PRETRAIN_ARMS, RunDir
 from simclr_mura.study import arms as arms_lib
 from simclr_mura.study.arms import Run
 
@@ -44,14 +44,22 @@ class _Task:
 
 def study_plan(args: argparse.Namespace) -> list[Run]:
   """The runs of the study the command line asks for (with --arms: those arms and the pretraining they restore)."""
+  asked = getattr(args, "arms", None)
   runs = arms_lib.plan(preset=arms_lib.PRESETS[args.preset], builder=args.builder, parts=args.parts,
                        pool=args.pretrain_pool, draws=args.draws, out=args.out, data_dir=args.data_dir,
-                       mura_dir=args.mura_dir, positive_pairs=args.positive_pairs)
-  if not getattr(args, "arms", None):
+                       mura_dir=args.mura_dir, positive_pairs=args.positive_pairs,
+                       distill=True if asked and set(asked) & set(DISTILL_ARMS) else None)
+  if not asked:
     return runs
-  chosen = [r for r in runs if r.arm in args.arms]
-  needed = {r.pretraining for r in chosen}
-  return [r for r in runs if r in chosen or r.model_dir in needed]
+  chosen = {r.model_dir for r in runs if r.arm in asked}
+  by_dir = {r.model_dir: r for r in runs}
+  todo = list(chosen)
+  while todo:  # and what they wait for: a distillation's teacher, and the teacher's pretraining
+    source = by_dir[todo.pop()].waits_for
+    if source and source not in chosen:
+      chosen.add(source)
+      todo.append(source)
+  return [r for r in runs if r.model_dir in chosen]
 
 
 def run_arm(argv: list[str] | tuple[str, ...], done_json: str) -> float:
@@ -108,7 +116,7 @@ def run_study(args: argparse.Namespace) -> int:
 
 def _validate(tasks: list[_Task]) -> None:
   """Every arm's configuration through the trainer's one validation pass before any arm starts (a `UserError` names
-  the arm); an arm's --checkpoint on its part's pretraining is checked once the pretraining exists."""
+  the arm); the run an arm waits for (its --checkpoint, a distillation's --teacher) is checked once it exists."""
   from simclr_mura import config as config_lib
   from simclr_mura import flags as trainer_flags
   from simclr_mura.errors import UserError
@@ -116,7 +124,7 @@ def _validate(tasks: list[_Task]) -> None:
   for task in tasks:
     try:
       config = trainer_flags.config_from_argv(list(task.argv))
-      config_lib.validate(config.replace(checkpoint=None) if task.run.pretraining else config)
+      config_lib.validate(config, pending=task.run.waits_for)
     except UserError as e:
       raise UserError(f"{task.run.title}: {e}") from None
 
@@ -165,7 +173,8 @@ def _run_side_by_side(todo: list[_Task], args: argparse.Namespace, total: int, s
   over the workers while others train.
   """
   waiting = sorted(todo, key=_priority)
-  pending_pretraining = {t.run.model_dir for t in todo if t.run.arm in PRETRAIN_ARMS}
+  awaited = {t.run.waits_for for t in todo}
+  pending = {t.run.model_dir for t in todo if t.run.model_dir in awaited}  # runs others wait for, not finished yet
   running: dict[concurrent.futures.Future, _Task] = {}
   # Workers on one GPU: each TensorFlow would otherwise reserve nearly all its memory (spawned workers inherit this).
   os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
@@ -174,7 +183,7 @@ def _run_side_by_side(todo: list[_Task], args: argparse.Namespace, total: int, s
   pool = concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"))
   try:
     while waiting or running:
-      ready = [t for t in waiting if t.run.pretraining not in pending_pretraining]
+      ready = [t for t in waiting if t.run.waits_for not in pending]
       for task in ready[:args.jobs - len(running)]:
         waiting.remove(task)
         print(f"[{task.number}/{total}] {task.run.title} started (elapsed {_fmt(time.time() - start)}), "
@@ -201,8 +210,7 @@ def _run_side_by_side(todo: list[_Task], args: argparse.Namespace, total: int, s
                   file=sys.stderr, flush=True)
           pool.shutdown(wait=True, cancel_futures=True)
           return 1
-        if task.run.arm in PRETRAIN_ARMS:
-          pending_pretraining.discard(task.run.model_dir)
+        pending.discard(task.run.model_dir)
         _, seconds = future.result()
         print(f"[{task.number}/{total}] {task.run.title} finished in {_fmt(seconds)} "
               f"(elapsed {_fmt(time.time() - start)}, {len(waiting) + len(running)} to go)", flush=True)

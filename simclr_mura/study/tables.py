@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 import pandas as pd
 
-from simclr_mura.layout import (ARMS, FINETUNE, LABEL_FRACTIONS, LINEAR, MICLE_ARMS, MICLE_FINETUNE, MICLE_LINEAR,
+from simclr_mura.layout import (ARMS, DISTILL, DISTILL_ARMS, FINETUNE, LABEL_FRACTIONS, LINEAR, MICLE_ARMS, MICLE_FINETUNE, MICLE_LINEAR,
                                 POOLED, SCRATCH, STUDY_TYPES)
 
 LEVEL_ORDER = ("study", "image")  # study level first: it is the MURA paper's level
@@ -21,9 +21,10 @@ COMPARISON_COLUMNS = ("body_part", "fraction", "readout", "level", "metric", "si
                       "ci_high", "n_draws")
 # (readout, family, control): `<family>_<fraction>` against `<control>_<fraction>`, paired over label draws (a row
 # appears where both arms ran). The `simclr` and `scratch` columns of comparison.csv hold the family's and the
-# control's values. A new family (distillation: `simclr_distill_*`) is compared by adding its lines here.
+# control's values. A new family is compared by adding its lines here.
 COMPARISONS: Tuple[Tuple[str, str, str], ...] = (
     ("finetune", FINETUNE, SCRATCH), ("linear", LINEAR, SCRATCH),
+    ("distill", DISTILL, FINETUNE), ("distill_vs_scratch", DISTILL, SCRATCH),  # distillation − its teacher's arm
     ("micle_finetune", MICLE_FINETUNE, FINETUNE), ("micle_linear", MICLE_LINEAR, LINEAR),  # MICLe − SimCLR
     ("micle_finetune_vs_scratch", MICLE_FINETUNE, SCRATCH), ("micle_linear_vs_scratch", MICLE_LINEAR, SCRATCH))
 # The primary endpoint, declared before any result: one cell of comparison.csv.
@@ -44,8 +45,9 @@ def arm_family(arm: str) -> Optional[Tuple[str, str]]:
 
 
 def arm_order(arm: str) -> Tuple[int, str]:
-  """Sort key: the study's arms in `layout.ARMS` order, then MICLe's, extra runs after them by name."""
-  known = ARMS + MICLE_ARMS
+  """Sort key: the study's arms in `layout.ARMS` order, then the distillation's and MICLe's, extra runs after them by
+  name."""
+  known = ARMS + DISTILL_ARMS + MICLE_ARMS
   return (known.index(arm) if arm in known else len(known), arm)
 
 

@@ -100,9 +100,9 @@ class Checkpointer:
 
 
 def selected_checkpoint(config: Config) -> str | None:
-  """The checkpoint `train_then_eval` evaluates: the best on validation (fine-tuning with --model_selection=best, when
-  one was saved), else the latest."""
-  if config.train_mode == "finetune" and config.model_selection == "best":
+  """The checkpoint `train_then_eval` evaluates: the best on validation (fine-tuning or distillation with
+  --model_selection=best, when one was saved), else the latest."""
+  if config.classifies and config.model_selection == "best":
     best = tf.train.latest_checkpoint(RunDir(config.model_dir).best_dir)
     if best:
       return best

@@ -13,16 +13,22 @@ import tensorflow as tf
 
 from simclr_mura.data import input_pipeline
 from simclr_mura.config import Config
-from simclr_mura.models.objective import contrast_accuracy, contrast_entropy, contrastive_loss, weight_decay_loss
+from simclr_mura.models.objective import (contrast_accuracy, contrast_entropy, contrastive_loss, distillation_loss,
+                                          weight_decay_loss)
 
 PRETRAIN_METRICS = ("contrast_loss", "contrast_acc", "contrast_entropy", "supervised_loss", "supervised_acc",
                     "weight_decay", "total_loss")
 FINETUNE_METRICS = ("supervised_loss", "supervised_acc", "weight_decay", "total_loss")
+# distill: the distillation loss, how often the student's class is the teacher's, and (with a labelled weight) the
+# labelled cross-entropy on the labelled images of the batch
+DISTILL_METRICS = ("distill_loss", "teacher_agreement", "supervised_loss", "weight_decay", "total_loss")
 
 
 def metric_names(config: Config) -> tuple[str, ...]:
   if config.train_mode == "finetune":
     return FINETUNE_METRICS
+  if config.train_mode == "distill":
+    return tuple(m for m in DISTILL_METRICS if m != "supervised_loss" or config.distill_labeled_weight > 0)
   if config.lineareval_while_pretraining:
     return PRETRAIN_METRICS
   return tuple(m for m in PRETRAIN_METRICS if not m.startswith("supervised"))
@@ -37,11 +43,35 @@ def _supervised(logits: tf.Tensor, labels: tf.Tensor, weights: tf.Tensor | None)
   return tf.reduce_mean(per_example), tf.reduce_mean(correct)
 
 
+def _distilled(teacher: keras.Model, logits: tf.Tensor, images: tf.Tensor, labels: tf.Tensor,
+               labeled: tf.Tensor | None, config: Config) -> tuple[tf.Tensor, dict]:
+  """SimCLRv2's loss (arXiv 2006.10029 eq. 3): (1 − w) · the distillation loss against the frozen teacher's
+  predictions on the same view + w · the cross-entropy on the batch's labelled images (`labeled`: 1 for an image of
+  the label draw; None: all are)."""
+  teacher_logits = tf.stop_gradient(tf.cast(teacher(images, training=False)[1], tf.float32))
+  logits = tf.cast(logits, tf.float32)
+  loss = distillation_loss(teacher_logits, logits, config.distill_temperature)
+  agree = tf.cast(tf.equal(tf.argmax(logits, -1), tf.argmax(teacher_logits, -1)), tf.float32)
+  metrics = {"distill_loss": loss, "teacher_agreement": tf.reduce_mean(agree)}
+  weight = config.distill_labeled_weight
+  if weight <= 0:
+    return loss, metrics
+  per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+  mask = tf.ones_like(per_example) if labeled is None else tf.cast(labeled, tf.float32)
+  labeled_loss = tf.math.divide_no_nan(tf.reduce_sum(per_example * mask), tf.reduce_sum(mask))  # 0 without labels
+  metrics["supervised_loss"] = labeled_loss
+  return (1.0 - weight) * loss + weight * labeled_loss, metrics
+
+
 def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, config: Config,
-                    strategy: tf.distribute.Strategy) -> Callable:
+                    strategy: tf.distribute.Strategy, teacher: keras.Model | None = None) -> Callable:
   """The function `strategy.run` calls once per step with a per-replica `(images, labels)` batch, or
-  `(images, labels, weights)` with per-example loss weights (`--class_weight=balanced`)."""
+  `(images, labels, weights)` with per-example loss weights (`--class_weight=balanced`; when distilling, 1 for the
+  label draw's images). `teacher`: the frozen teacher of `--train_mode=distill`, run on the student's view."""
   pretrain = config.train_mode == "pretrain"
+  distill = config.train_mode == "distill"
+  if distill and teacher is None:
+    raise ValueError("--train_mode=distill needs the teacher model")
   replicas = strategy.num_replicas_in_sync
   contrastive_strategy = strategy if replicas > 1 else None
 
@@ -55,13 +85,17 @@ def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, c
       labels = tf.concat([labels, labels], axis=0)
     images = input_pipeline.device_augment(images, config, pretrain)
     projection, logits = model(images, training=True)
-    if pretrain:
+    if distill:
+      loss, distill_metrics = _distilled(teacher, logits, images, labels, weights, config)
+      metrics.update(distill_metrics)
+      total += loss
+    elif pretrain:
       con_loss, logits_ab, con_labels = contrastive_loss(
           projection, hidden_norm=config.hidden_norm, temperature=config.temperature, strategy=contrastive_strategy)
       metrics.update(contrast_loss=con_loss, contrast_acc=contrast_accuracy(logits_ab, con_labels),
                      contrast_entropy=contrast_entropy(logits_ab))
       total += con_loss
-    if logits is not None:
+    if logits is not None and not distill:
       sup_loss, sup_acc = _supervised(logits, labels, None if pretrain else weights)
       metrics.update(supervised_loss=sup_loss, supervised_acc=sup_acc)
       total += sup_loss

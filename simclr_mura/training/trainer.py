@@ -1,4 +1,5 @@
-"""The trainer: SimCLR pretraining, fine-tuning, linear evaluation and supervised baselines in one loop.
+"""The trainer: SimCLR pretraining, fine-tuning, linear evaluation, supervised baselines and SimCLRv2 distillation in
+one loop.
 
 The loop has SimCLR's tf2/run.py shape and works under every `tf.distribute` strategy (Keras 3's `Model.fit` fails
 under MultiWorkerMirroredStrategy, keras-team/keras#20585): a `tf.function` runs `steps_per_loop` steps of
@@ -25,6 +26,7 @@ from simclr_mura.layout import RunDir
 from simclr_mura.training.export import export_model
 from simclr_mura.training.metrics import class_weights_by_study_type
 from simclr_mura.training.metrics import evaluate_predictions
+from simclr_mura.training.teacher import load_teacher
 from simclr_mura.models.model import build_model, freeze_batch_norm, zero_supervised_head
 from simclr_mura.models.schedule import step_counts
 
@@ -65,6 +67,7 @@ class Run:
   checkpoint_steps: int
   predict_step: object  # evaluation.make_predict_step(model)
   patients: frozenset[str] | None = None  # the label draw's patients (--label_fraction), None: all of train_split
+  teacher: keras.Model | None = None  # --train_mode=distill: the frozen teacher
 
 
 def run(config: Config) -> dict | None:
@@ -96,9 +99,11 @@ def _set_up(config: Config, strategy: tf.distribute.Strategy, builder) -> Run:
   num_train = input_pipeline.validate_split(builder, config.train_split)
   patients = None
   if config.label_fraction is not None:
-    patients, num_train = label_draw(builder, config)
+    patients, drawn = label_draw(builder, config)
+    if config.train_mode != "distill":  # a distillation learns from all of train_split; the draw is its labelled part
+      num_train = drawn
   for split in {config.eval_split, config.validation_split} if config.mode != "train" or \
-      config.train_mode == "finetune" else {config.eval_split}:
+      config.classifies else {config.eval_split}:
     input_pipeline.validate_split(builder, split)
   pretrained = checkpoints.resolve(config.checkpoint) if config.checkpoint else None
   if config.global_bn is False and config.train_mode == "pretrain" and strategy.num_replicas_in_sync > 1:
@@ -108,9 +113,10 @@ def _set_up(config: Config, strategy: tf.distribute.Strategy, builder) -> Run:
   chief = distribute.is_chief(strategy)
   with strategy.scope():
     model = build_model(config)  # variables created, fine_tune_after_block applied
-    if config.train_mode == "finetune" and num_train < config.freeze_bn_below:
+    if config.classifies and num_train < config.freeze_bn_below:
       print(f"Batch norm in inference mode ({freeze_batch_norm(model)} layers): {num_train} training images < "
             f"--freeze_bn_below={config.freeze_bn_below}")
+    teacher = load_teacher(config) if config.train_mode == "distill" else None
     optimizer = optim.build_optimizer(config, optim.learning_rate(config, num_train, counts.total_steps))
     optimizer.build(model.trainable_variables)
     global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
@@ -132,7 +138,7 @@ def _set_up(config: Config, strategy: tf.distribute.Strategy, builder) -> Run:
              num_train_examples=num_train,
              total_steps=counts.total_steps, epoch_steps=counts.epoch_steps,
              checkpoint_steps=counts.checkpoint_steps, predict_step=evaluation.make_predict_step(model),
-             patients=patients)
+             patients=patients, teacher=teacher)
 
 
 def label_draw(builder, config: Config) -> tuple[frozenset[str], int]:
@@ -173,11 +179,14 @@ def train(job: Run) -> dict:
 
   weights = class_weight_table(job.builder, config.train_split, job.patients) if (
       not pretrain and config.class_weight == "balanced") else None
+  distill = config.train_mode == "distill"
+  # A distillation reads all of train_split (the teacher labels every image); the label draw marks its labelled part.
+  labeled = job.patients if distill and config.distill_labeled_weight > 0 else None
   input_fn = input_pipeline.train_input_fn(job.builder, config, config.train_split, pretrain,
                                            config.train_batch_size, seed=config.seed + start, class_weights=weights,
-                                           patients=job.patients)
+                                           patients=None if distill else job.patients, labeled_patients=labeled)
   iterator = iter(strategy.distribute_datasets_from_function(input_fn))
-  step_fn = steps.make_train_step(model, job.optimizer, config, strategy)
+  step_fn = steps.make_train_step(model, job.optimizer, config, strategy, teacher=job.teacher)
   names = steps.metric_names(config)
 
   train_loop = steps.make_train_loop(strategy, step_fn, names, job.global_step)
@@ -209,6 +218,9 @@ def train(job: Run) -> dict:
   replicas = strategy.num_replicas_in_sync
   pairs = " (MICLe: positive pairs of two images of one study)" if (
       config.train_mode == "pretrain" and config.positive_pairs == "study") else ""
+  if distill:
+    pairs = (f" (from {config.teacher} at temperature {config.distill_temperature:g}, labelled weight "
+             f"{config.distill_labeled_weight:g})")
   print(f"{config.train_mode}{pairs} on {config.dataset} {config.train_split}: {job.num_train_examples} images, "
         f"global batch {config.train_batch_size} on {replicas} replica(s) ({distribute.describe(strategy)}), "
         f"steps {start}->{job.total_steps} ({job.epoch_steps} per epoch)")
@@ -347,9 +359,10 @@ def continuous_eval(job: Run, poll_seconds: float = 15.0, timeout: float | None 
 def _hparams(config: Config) -> dict:
   keys = ("train_mode", "dataset", "train_split", "backbone", "resnet_depth", "width_multiplier", "image_size",
           "optimizer", "learning_rate", "learning_rate_scaling", "train_batch_size", "train_epochs", "temperature",
-          "fine_tune_after_block", "class_weight", "positive_pairs", "seed")
+          "fine_tune_after_block", "class_weight", "positive_pairs", "distill_temperature", "distill_labeled_weight",
+          "seed")
   return {k: getattr(config, k) for k in keys} | {
-      "checkpoint": config.checkpoint or "", "label_draw": config.label_draw,
+      "checkpoint": config.checkpoint or "", "teacher": config.teacher or "", "label_draw": config.label_draw,
       "label_fraction": config.label_fraction or 1.0}
 
 
