@@ -318,6 +318,9 @@ def _check_distillation(config: Config) -> None:
   if config.checkpoint:
     _fail(f"--checkpoint={config.checkpoint} with --train_mode=distill: the student starts from random weights "
           "(SimCLRv2's distillation); accepted: no --checkpoint")
+  if config.fine_tune_after_block > -1:
+    _fail(f"--fine_tune_after_block={config.fine_tune_after_block} with --train_mode=distill would freeze a randomly "
+          "initialised student; accepted: -1")
   if config.class_weight != "none":
     _fail(f"--class_weight={config.class_weight} with --train_mode=distill: the teacher's predictions carry no class "
           "weights; accepted: none")

@@ -137,6 +137,29 @@ def test_the_labeled_weight_adds_the_cross_entropy_of_the_labeled_images_only():
   assert steps.metric_names(config) == steps.DISTILL_METRICS
 
 
+def test_the_labeled_term_is_the_mean_over_the_global_batch_on_two_replicas():
+  """Replica 0 holds two labelled images, replica 1 one: the labelled cross-entropy, summed over replicas as the
+  gradients are, is the mean over the three, whatever replica holds them."""
+  config = Config(**TINY, train_mode="distill", teacher="unused", distill_labeled_weight=1.0)
+  strategy = two_cpu_strategy()
+  logits = np.array([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 3.0]], np.float32)
+  labels, labeled = np.array([1, 1, 0, 0]), np.array([1.0, 1.0, 0.0, 1.0], np.float32)
+
+  def teacher(images, training=None):
+    return None, tf.zeros([tf.shape(images)[0], 2])
+
+  def replica_loss(l, y, m):
+    total, _ = steps._distilled(teacher, l, tf.zeros([tf.shape(l)[0], 32, 32, 1]), y, m, config,  # pylint: disable=protected-access
+                                replicas=2)
+    return total / 2  # as the step scales it before the replicas' gradients are summed
+
+  data = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensor_slices((logits, labels, labeled)).batch(4))
+  per_replica = tf.function(lambda batch: strategy.run(replica_loss, args=batch))(next(iter(data)))
+  summed = sum(float(v) for v in strategy.experimental_local_results(per_replica))
+  ce = -_log_softmax(logits)[np.arange(4), labels]
+  assert summed == pytest.approx(ce[labeled > 0].mean(), rel=1e-5)
+
+
 def test_bad_teacher_is_refused_in_one_line(tmp_path, pretrained_dir):
   base = Config(**TINY, train_mode="distill", dataset="mura_synthetic/elbow")
   teacher = _teacher_run(tmp_path / "teacher")
@@ -149,6 +172,8 @@ def test_bad_teacher_is_refused_in_one_line(tmp_path, pretrained_dir):
       (base.replace(train_mode="finetune", teacher=teacher), "--teacher=" + teacher + " teaches a distillation"),
       (base.replace(teacher=teacher, distill_temperature=0), "--distill_temperature=0 is out of range"),
       (base.replace(teacher=teacher, distill_labeled_weight=1.5), "--distill_labeled_weight=1.5 is out of range"),
+      (base.replace(teacher=teacher, num_classes=3), "predicts 2 classes, this run 3"),
+      (base.replace(teacher=teacher, fine_tune_after_block=4), "would freeze a randomly initialised student"),
   ]
   for config, message in cases:
     with pytest.raises(UserError) as e:

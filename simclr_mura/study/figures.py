@@ -8,7 +8,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
-from simclr_mura.layout import (BASELINE_ARM, FINETUNE, LABEL_FRACTIONS, LINEAR, MICLE_FINETUNE, MICLE_LINEAR,
+from simclr_mura.layout import (BASELINE_ARM, DISTILL, FINETUNE, LABEL_FRACTIONS, LINEAR, MICLE_FINETUNE, MICLE_LINEAR,
                                 SCRATCH, arm_name)
 from simclr_mura.plotting import new_figure, save_figure
 from simclr_mura.study.tables import arm_family, is_null
@@ -20,7 +20,8 @@ METRIC_TITLES = {"auroc": "AUROC", "kappa": "Cohen's kappa", "accuracy": "Accura
                  "recall": "Recall (sensitivity)", "specificity": "Specificity", "f1": "F1"}
 FAMILY_STYLES = {SCRATCH: ("ResNet from scratch", "tab:orange"), LINEAR: ("SimCLR linear eval", "tab:purple"),
                  FINETUNE: ("SimCLR fine-tune", "tab:blue"), MICLE_LINEAR: ("MICLe linear eval", "tab:pink"),
-                 MICLE_FINETUNE: ("MICLe fine-tune", "tab:green")}  # others get matplotlib's next colour
+                 MICLE_FINETUNE: ("MICLe fine-tune", "tab:green"), DISTILL: ("SimCLRv2 distilled", "tab:red")}
+# (an unknown family gets matplotlib's first colour: give every family of the study its own here)
 BASELINE_STYLE = ("DenseNet-169 baseline (100%)", "black")
 
 

@@ -46,14 +46,15 @@ def relative_link(path: str, start: str) -> str:
 
 
 def _comparison_section(comparison: pd.DataFrame) -> List[str]:
-  """The paired differences SimCLR − scratch (and MICLe − SimCLR, MICLe − scratch), one table per level."""
-  lines = ["## SimCLR against scratch, paired", "",
-           "Each row: the readout of the pretrained encoder minus its control trained on the same labels (`" +
+  """The paired differences of `tables.COMPARISONS` (SimCLR − scratch first), one table per level."""
+  lines = ["## Paired comparisons: SimCLR against scratch, and the variants against their controls", "",
+           "Each row: an arm minus its control trained on the same labels (`" +
            "`, `".join(f"{readout}`: `{family}_X` − `{control}_X" for readout, family, control in COMPARISONS) +
            "`). With several label draws, the mean of the per-draw differences (draw k of both arms trained on the "
            "same patients) with a Student-t 95% CI over the draws both arms have; with one run each, the difference "
            "with a paired percentile bootstrap over test studies (the same resampled studies for both models). "
-           "`simclr` and `scratch` are the means over the counted draws (of the readout and of its control); "
+           "`simclr` and `scratch` are the means over the counted draws of the row's arm and of its control (for "
+           "`distill`: the distilled student and its SimCLR fine-tuned teacher arm); "
            "`n_draws` counts the draws where both are defined.", ""]
   if comparison.empty:
     return lines + ["_No pair of arms to compare._", ""]

@@ -4,7 +4,7 @@ then the report.
 Each run is configured exactly as `python run.py <its flags>` (printed before it starts). With `--jobs=1` the runs go
 one after another in this process (TensorFlow starts once); with `--jobs=N` up to N run side by side, each in a worker
 process that keeps TensorFlow loaded between runs and writes the run's output to its `RunDir.LOG`. A run that restores
-a pretraining starts only after that pretraining finished. A run whose folder holds `RunDir.DONE` is skipped; an
+another (a pretraining, a distillation's teacher) starts only after that run finished. A run whose folder holds `RunDir.DONE` is skipped; an
 interrupted one resumes from its latest checkpoint.
 """
 from __future__ import annotations
@@ -140,10 +140,12 @@ def _run_in_turn(todo: list[_Task], total: int, start: float) -> None:
 
 def _priority(task: _Task) -> tuple[int, int]:
   """Longest first, so that no long run is left to run alone at the end: pretraining (the SimCLR arms also wait for
-  it), DenseNet-169, the arms on all of `train`, then those on a label draw; in plan order within each."""
+  it), DenseNet-169, the arms on all of `train` (and the distillations), then those on a label draw; in plan order
+  within each."""
   if task.run.arm in (*PRETRAIN_ARMS, BASELINE_ARM):
     return (0 if task.run.arm in PRETRAIN_ARMS else 1, task.number)
-  return (2 if task.run.draw is None else 3, task.number)
+  # a distillation trains on all of `train`, as long as the 100% arms (it still waits for its teacher)
+  return (2 if task.run.draw is None or task.run.arm in DISTILL_ARMS else 3, task.number)
 
 
 def _worker(task: _Task) -> tuple[int, float]:

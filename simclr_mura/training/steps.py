@@ -44,10 +44,11 @@ def _supervised(logits: tf.Tensor, labels: tf.Tensor, weights: tf.Tensor | None)
 
 
 def _distilled(teacher: keras.Model, logits: tf.Tensor, images: tf.Tensor, labels: tf.Tensor,
-               labeled: tf.Tensor | None, config: Config) -> tuple[tf.Tensor, dict]:
+               labeled: tf.Tensor | None, config: Config, replicas: int = 1) -> tuple[tf.Tensor, dict]:
   """SimCLRv2's loss (arXiv 2006.10029 eq. 3): (1 − w) · the distillation loss against the frozen teacher's
   predictions on the same view + w · the cross-entropy on the batch's labelled images (`labeled`: 1 for an image of
-  the label draw; None: all are)."""
+  the label draw; None: all are). The labelled term is the mean over the global batch's labelled images: each of
+  `replicas` replicas sums its own and divides by the count of all (the step then sums the replicas' gradients)."""
   teacher_logits = tf.stop_gradient(tf.cast(teacher(images, training=False)[1], tf.float32))
   logits = tf.cast(logits, tf.float32)
   loss = distillation_loss(teacher_logits, logits, config.distill_temperature)
@@ -58,7 +59,10 @@ def _distilled(teacher: keras.Model, logits: tf.Tensor, images: tf.Tensor, label
     return loss, metrics
   per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
   mask = tf.ones_like(per_example) if labeled is None else tf.cast(labeled, tf.float32)
-  labeled_loss = tf.math.divide_no_nan(tf.reduce_sum(per_example * mask), tf.reduce_sum(mask))  # 0 without labels
+  count = tf.reduce_sum(mask)
+  if replicas > 1:
+    count = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, count) / replicas
+  labeled_loss = tf.math.divide_no_nan(tf.reduce_sum(per_example * mask), count)  # 0 without labels
   metrics["supervised_loss"] = labeled_loss
   return (1.0 - weight) * loss + weight * labeled_loss, metrics
 
@@ -86,7 +90,7 @@ def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, c
     images = input_pipeline.device_augment(images, config, pretrain)
     projection, logits = model(images, training=True)
     if distill:
-      loss, distill_metrics = _distilled(teacher, logits, images, labels, weights, config)
+      loss, distill_metrics = _distilled(teacher, logits, images, labels, weights, config, replicas)
       metrics.update(distill_metrics)
       total += loss
     elif pretrain:

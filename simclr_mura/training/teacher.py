@@ -29,6 +29,9 @@ def teacher_config(config: Config) -> Config:
   if not teacher.classifies:
     raise UserError(f"{where} is a {teacher.train_mode} run without a fine-tuned classifier; accepted: the model_dir "
                     "of a --train_mode=finetune (or distill) run")
+  if teacher.num_classes != config.num_classes:
+    raise UserError(f"{where} predicts {teacher.num_classes} classes, this run {config.num_classes}; accepted: a "
+                    "teacher of the student's --num_classes")
   if teacher.image_size != config.image_size:
     raise UserError(f"{where} sees {teacher.image_size} px images, this run {config.image_size} px; accepted: a "
                     "teacher of the student's --image_size")
@@ -44,7 +47,8 @@ def load_teacher(config: Config) -> keras.Model:
   from simclr_mura.models.model import build_model  # lazy: builds Keras layers
 
   teacher = teacher_config(config)
-  model = build_model(teacher.replace(mode="eval"))
+  # its own weights come from the checkpoint: no ImageNet download or weights file for a DenseNet teacher
+  model = build_model(teacher.replace(mode="eval", backbone_weights="none"))
   prefix = checkpoints.selected_checkpoint(teacher)
   tf.train.Checkpoint(model=model).restore(prefix).expect_partial().assert_existing_objects_matched()
   model.trainable = False

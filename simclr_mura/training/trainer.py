@@ -116,7 +116,8 @@ def _set_up(config: Config, strategy: tf.distribute.Strategy, builder) -> Run:
     if config.classifies and num_train < config.freeze_bn_below:
       print(f"Batch norm in inference mode ({freeze_batch_norm(model)} layers): {num_train} training images < "
             f"--freeze_bn_below={config.freeze_bn_below}")
-    teacher = load_teacher(config) if config.train_mode == "distill" else None
+    # (--mode=eval scores the student only)
+    teacher = load_teacher(config) if config.train_mode == "distill" and config.mode != "eval" else None
     optimizer = optim.build_optimizer(config, optim.learning_rate(config, num_train, counts.total_steps))
     optimizer.build(model.trainable_variables)
     global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
