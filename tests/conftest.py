@@ -53,6 +53,7 @@ _END_TO_END_FIXTURES = frozenset({"synthetic_data_dir", "pretrained_dir", "finet
                                   "mura_parent"})
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which turns the xdist_group marks into groups
 def pytest_collection_modifyitems(items):
   for item in items:
     if _END_TO_END_FIXTURES & set(getattr(item, "fixturenames", ())):

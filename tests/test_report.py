@@ -380,7 +380,7 @@ def test_results_md_opens_with_the_primary_endpoint(built):
   value = f"{mean:+.3f} (95% CI {low:+.3f} to {high:+.3f}, 3 draws)".replace("-", "−")
   assert md[start + len(PRIMARY):].lstrip().startswith(f"**Result:** {value}")
   assert rep["primary"]["available"] and rep["table"].splitlines()[0] == f"{PRIMARY} {value}"
-  order = [md.index(s) for s in ("## SimCLR against scratch, paired", "## Results: mean [95% CI] per arm",
+  order = [md.index(s) for s in ("## Paired comparisons: SimCLR against scratch", "## Results: mean [95% CI] per arm",
                                  "### study level (the MURA paper's level)", "### image level\n\n#### elbow",
                                  "## Label efficiency",
                                  "## Missing or unfinished runs", "## Training curves", "## Data exploration",
