@@ -41,11 +41,13 @@ GPU_KEYS = ("pretrain_views_per_sec", "supervised_images_per_sec")
 DEFAULTS: dict[str, Any] = dict(
     image_size=224, batch_size=None, pipeline_batch_size=64, pipeline_batches=30, pipeline_repeats=5,
     pipeline_warmup=5, repeats=None, warmup=None, build_scale=1.0, data_scale=0.25, resnet_depth=50,
-    steps_per_loop=10, gpu_settings=None)
+    steps_per_loop=10, gpu_settings=None, synthetic_config="all")
+# --quick builds one body part: `test` keeps MURA's size at every scale (3,197 images of all seven parts, 465 of the
+# elbow's), and rendering it would be most of a quick run.
 QUICK: dict[str, Any] = dict(
     image_size=32, batch_size=2, pipeline_batch_size=4, pipeline_batches=2, pipeline_repeats=1, pipeline_warmup=1,
-    repeats=1, warmup=1, build_scale=0.002, data_scale=0.002, resnet_depth=18, steps_per_loop=2,
-    gpu_settings="float32")
+    repeats=1, warmup=1, build_scale=0.01, data_scale=0.01, resnet_depth=18, steps_per_loop=2,
+    gpu_settings="float32", synthetic_config="elbow")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,9 +56,9 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument("--suite", required=True, choices=("cpu", "gpu"))
   p.add_argument("--out", default=None, help="write the JSON object here")
   p.add_argument("--quick", action="store_true",
-                 help="tiny configuration (32-px images, ResNet-18, about a hundred images, no pipeline stage "
-                      "breakdown; for tests): the code paths run, the figures mean nothing. Explicit size options "
-                      "override it")
+                 help="tiny configuration (32-px images, ResNet-18, mura_synthetic/elbow with a few dozen training "
+                      "images, no pipeline stage breakdown; for tests): the code paths run, the figures mean nothing. "
+                      "Explicit size options override it")
   g = p.add_argument_group("sizes")
   g.add_argument("--image_size", type=int, help="view size in pixels (default 224)")
   g.add_argument("--batch_size", type=int,
@@ -71,17 +73,20 @@ def _parser() -> argparse.ArgumentParser:
   g.add_argument("--cores", type=int, help="cpu: threads of the measured pipelines, the per-core divisor "
                  "(default: the CPUs this process may use)")
   d = p.add_argument_group("data")
+  d.add_argument("--synthetic_config",
+                 help="the mura_synthetic config built (cpu) and read (gpu, cpu with --no_build) (default all; "
+                      "--quick: elbow)")
   d.add_argument("--build_scale", type=float,
                  help="cpu: mura_synthetic scale of the build benchmark (default 1.0 = about 40,000 images)")
   d.add_argument("--no_build", action="store_true",
-                 help="cpu: skip the build benchmark; the pipeline reads --dataset (default mura_synthetic/all at "
-                      "--data_scale, prepared in --data_dir or a temporary folder): to compare pipeline and step only")
+                 help="cpu: skip the build benchmark; the pipeline reads --dataset (default mura_synthetic at "
+                      "--synthetic_config and --data_scale, prepared in --data_dir or a temporary folder): to compare pipeline and step only")
   d.add_argument("--data_scale", type=float,
                  help="gpu, and cpu with --no_build: mura_synthetic scale of the dataset read (default 0.25, about "
                       "10,000 images: a train split larger than the shuffle buffer, as in a real run)")
   d.add_argument("--dataset", default=None,
                  help="measure the pipeline (cpu) / feed the GPU (gpu) from this prepared dataset, e.g. mura/all, "
-                      "instead of the freshly built mura_synthetic/all (the build is still measured)")
+                      "instead of the freshly built mura_synthetic config (the build is still measured)")
   d.add_argument("--data_dir", default=None, help="where --dataset is prepared")
   d.add_argument("--mura_dir", default=None, help="MURA-v1.1 folder, if --dataset=mura/... is not prepared yet")
   d.add_argument("--work_dir", default=None, help="scratch folder for the builds (default: a temporary folder)")
@@ -139,6 +144,10 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
   for name in ("build_scale", "data_scale"):
     if not getattr(args, name) > 0:
       parser.error(f"--{name}={getattr(args, name):g} is out of range; accepted: a positive number")
+  from simclr_mura.datasets.layout import CONFIGS  # pylint: disable=g-import-not-at-top
+  if args.synthetic_config not in CONFIGS:
+    parser.error(f"--synthetic_config={args.synthetic_config} is not a mura_synthetic config; accepted: "
+                 f"{', '.join(CONFIGS)}")
   from simclr_mura.models.resnet import BLOCK_SPECS  # pylint: disable=g-import-not-at-top
   if args.resnet_depth not in BLOCK_SPECS:
     parser.error(f"--resnet_depth={args.resnet_depth} is not valid; accepted: "
@@ -176,15 +185,18 @@ def _load_dataset(args: argparse.Namespace):
 
 
 def _synthetic_dataset(args: argparse.Namespace, work_dir: str, created: list[str]):
-  """mura_synthetic/all at --data_scale, prepared in --data_dir when given (kept), else in a scratch folder."""
+  """mura_synthetic/<--synthetic_config> at --data_scale, prepared in --data_dir when given (kept), else in a scratch
+  folder."""
   from simclr_mura.data import prepare  # pylint: disable=g-import-not-at-top
-  _log(f"preparing mura_synthetic/all at scale {args.data_scale:g}")
+  from simclr_mura.benchmarks import build  # pylint: disable=g-import-not-at-top
+  dataset = build.dataset_name(args.synthetic_config)
+  _log(f"preparing {dataset} at scale {args.data_scale:g}")
   data_dir = args.data_dir
   if not data_dir:
     os.makedirs(work_dir, exist_ok=True)
     data_dir = tempfile.mkdtemp(prefix="tfds_", dir=work_dir)
     created.append(data_dir)
-  return prepare.prepare("mura_synthetic/all", data_dir=data_dir, scale=args.data_scale)
+  return prepare.prepare(dataset, data_dir=data_dir, scale=args.data_scale)
 
 
 # --- suites ---------------------------------------------------------------------------------------------------------
@@ -203,15 +215,16 @@ def cpu_suite(args: argparse.Namespace, work_dir: str, created: list[str]) -> di
     _log("[1/3] build benchmark skipped (--no_build)")
     builder = _load_dataset(args) if args.dataset else _synthetic_dataset(args, work_dir, created)
   else:
-    _log(f"[1/3] preparing mura_synthetic/all at scale {args.build_scale:g} in a subprocess (rendering + TFDS build)")
+    _log(f"[1/3] preparing {build.dataset_name(args.synthetic_config)} at scale {args.build_scale:g} in a subprocess "
+         "(rendering + TFDS build)")
     t = time.perf_counter()
-    built = build.measure_build(args.build_scale, work_dir, log=_log)
+    built = build.measure_build(args.build_scale, work_dir, log=_log, config=args.synthetic_config)
     created.append(built["data_dir"])
     elapsed["build"] = time.perf_counter() - t
     if args.dataset:
       builder = _load_dataset(args)
     else:
-      builder = prepare.prepare(build.DATASET, data_dir=built["data_dir"], scale=args.build_scale)
+      builder = prepare.prepare(built["dataset"], data_dir=built["data_dir"], scale=args.build_scale)
   _log(f"[2/3] input pipeline on {builder.info.full_name}, {cores} cores")
   t = time.perf_counter()
   strategy = distribute.make_strategy(config)

@@ -65,20 +65,37 @@ def pytest_collection_modifyitems(items):
       item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
+def _built_once(tmp_path_factory, name: str, build) -> str:
+  """The folder `name`, made by `build(folder)` once for the whole run: pytest-xdist's test processes share the run's
+  temporary root, and the first to take the lock builds while the others wait (the pattern of pytest-xdist's docs,
+  "Making session-scoped fixtures execute only once", with the standard library's flock)."""
+  import fcntl
+  import shutil
+  root = tmp_path_factory.getbasetemp()
+  if _os.environ.get("PYTEST_XDIST_WORKER"):
+    root = root.parent  # shared by the workers of this run
+  folder, done = root / name, root / f"{name}.done"
+  with open(root / f"{name}.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not done.exists():
+      shutil.rmtree(folder, ignore_errors=True)  # a build that failed in another process
+      folder.mkdir()
+      build(str(folder))
+      done.touch()
+  return str(folder)
+
+
 @pytest.fixture(scope="session")
 def synthetic_data_dir(tmp_path_factory) -> str:
-  """A TFDS data_dir with mura_synthetic/elbow prepared once for the session."""
+  """A TFDS data_dir with mura_synthetic/elbow prepared once for the run."""
   import simclr_mura.datasets  # noqa: F401
   from simclr_mura.data.prepare import prepare
-  data_dir = str(tmp_path_factory.mktemp("tfds"))
-  prepare("mura_synthetic/elbow", data_dir=data_dir)
-  return data_dir
+  return _built_once(tmp_path_factory, "tfds", lambda folder: prepare("mura_synthetic/elbow", data_dir=folder))
 
 
 @pytest.fixture(scope="session")
 def pretrained_dir(synthetic_data_dir, tmp_path_factory) -> str:
-  """A finished (tiny) SimCLR pretraining run on mura_synthetic/elbow."""
-  model_dir = str(tmp_path_factory.mktemp("pretrain"))
-  run_trainer("--train_mode=pretrain", "--dataset=mura_synthetic/elbow", f"--data_dir={synthetic_data_dir}",
-              f"--model_dir={model_dir}", "--train_epochs=2", "--checkpoint_epochs=1", *TINY_FLAGS)
-  return model_dir
+  """A finished (tiny) SimCLR pretraining run on mura_synthetic/elbow, trained once for the run."""
+  return _built_once(tmp_path_factory, "pretrain", lambda folder: run_trainer(
+      "--train_mode=pretrain", "--dataset=mura_synthetic/elbow", f"--data_dir={synthetic_data_dir}",
+      f"--model_dir={folder}", "--train_epochs=2", "--checkpoint_epochs=1", *TINY_FLAGS))

@@ -99,6 +99,8 @@ OTHER_CASES = [
      "--gpu_settings: unknown setting 'float8'; accepted: float32"),
     (benchmark.run, ["--suite=cpu", "--no_build", "--data_scale=0", "--work_dir={tmp}/work"],
      "--data_scale=0 is out of range; accepted: a positive number"),
+    (benchmark.run, ["--suite=cpu", "--synthetic_config=knee", "--work_dir={tmp}/work"],
+     "--synthetic_config=knee is not a mura_synthetic config; accepted: elbow, finger"),
     (report.run, ["--study={tmp}/none"], "--study={tmp}/none: no such folder; accepted: a study folder"),
     (synthetic_findings.run, ["{tmp}/missing.csv"], "{tmp}/missing.csv: no such file (pass a run's predictions"),
 ]

@@ -53,6 +53,7 @@ def _check_cpu(result: dict, work_dir: str) -> None:
     assert key not in result
   details = result["details"]
   assert details["build"]["images"] > 0 and details["build"]["examples_written"] >= details["build"]["images"]
+  assert details["build"]["dataset"] == "mura_synthetic/elbow"  # --quick: one body part
   assert _number(details["build"]["tree_peak_pss_mib"]) and _number(details["build"]["generate_seconds"])
   assert details["pipeline"]["cores"] == common.cores_available()
   assert details["step"]["views_per_step"] == 2 * details["step"]["batch_size"]
@@ -94,7 +95,7 @@ def test_both_suites_quick(tmp_path):
   suite with --no_build on the dataset the gpu suite prepared and kept in --data_dir (no second rendering)."""
   data_dir = tmp_path / "data"
   cpu = _start(str(tmp_path / "cpu"), "--suite=cpu", "--quick")
-  gpu = _start(str(tmp_path / "gpu"), "--suite=gpu", "--quick", "--allow_cpu", "--data_scale=0.001",
+  gpu = _start(str(tmp_path / "gpu"), "--suite=gpu", "--quick", "--allow_cpu", "--data_scale=0.01",
                f"--data_dir={data_dir}")
   cpu_result, gpu_result = _finish(*cpu), _finish(*gpu)
   _check_cpu(cpu_result, str(tmp_path / "cpu" / "work"))
@@ -103,13 +104,14 @@ def test_both_suites_quick(tmp_path):
   assert prepared
 
   no_build = _finish(*_start(str(tmp_path / "no_build"), "--suite=cpu", "--quick", "--no_build",
-                             "--data_scale=0.001", f"--data_dir={data_dir}", "--no_profile"))
+                             "--data_scale=0.01", f"--data_dir={data_dir}", "--no_profile"))
   assert no_build["details"]["build"] is None
   assert no_build["build_images_per_sec"] is None and no_build["build_peak_rss_mib"] is None
   assert "build_peak_memory_mib" not in no_build["goals"]
   assert _number(no_build["input_over_plain"]) and _number(no_build["step_overhead_ratio"])
   assert no_build["onednn_kernels_ran"] is None  # nothing profiled
   assert sorted(os.listdir(data_dir / "mura_synthetic")) == prepared  # read where it was, and kept
+  assert "elbow-scale0.01-seed0" in prepared  # --quick: one body part
 
 
 def test_gpu_suite_refuses_to_run_without_a_gpu(tmp_path):

@@ -71,10 +71,10 @@ def test_the_training_stream_mixes_the_patient_ordered_split(elbow, synthetic_da
 
 
 @pytest.mark.slow
-def test_a_union_of_configs_reads_every_part(synthetic_data_dir):
-  config = _config(synthetic_data_dir, dataset="mura_synthetic/elbow+hand", synthetic_scale=0.01)
+def test_a_union_of_configs_reads_every_part(tmp_path):
+  config = _config(str(tmp_path), dataset="mura_synthetic/elbow+hand", synthetic_scale=0.01)
   union = input_pipeline.load_builder(config)
-  parts = [prepare(f"mura_synthetic/{p}", data_dir=synthetic_data_dir, scale=0.01) for p in ("elbow", "hand")]
+  parts = [prepare(f"mura_synthetic/{p}", data_dir=str(tmp_path), scale=0.01) for p in ("elbow", "hand")]
   for split in ("train", "test", "train[:50%]"):
     assert union.info.splits[split].num_examples == sum(b.info.splits[split].num_examples for b in parts)
   meta = input_pipeline.metadata(union, "train")

@@ -61,7 +61,7 @@ def test_contrastive_loss_falls(synthetic_data_dir, tmp_path):
 def test_rerun_resumes_after_kill_and_ends_at_same_step(synthetic_data_dir, tmp_path):
   model_dir = str(tmp_path / "m")
   args = [sys.executable, os.path.join(REPO, "run.py"), "--dataset=mura_synthetic/elbow",
-          f"--data_dir={synthetic_data_dir}", f"--model_dir={model_dir}", "--train_epochs=4", "--checkpoint_steps=3",
+          f"--data_dir={synthetic_data_dir}", f"--model_dir={model_dir}", "--train_epochs=2", "--checkpoint_steps=3",
           *TINY_FLAGS]
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
   proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -70,7 +70,7 @@ def test_rerun_resumes_after_kill_and_ends_at_same_step(synthetic_data_dir, tmp_
     time.sleep(0.2)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
-  total = _train_size(synthetic_data_dir) * 4 // 32 + 1
+  total = _train_size(synthetic_data_dir) * 2 // 32 + 1
   killed_at = _step_of(tf.train.latest_checkpoint(model_dir))
   assert 3 <= killed_at < total
   out = run_trainer(*args[2:])

@@ -29,7 +29,7 @@ import time
 from typing import Any, Callable, Sequence
 
 SAMPLE_SECONDS = 0.5
-DATASET = "mura_synthetic/all"
+CONFIG = "all"  # the mura_synthetic config built by default: every study type, as a real pretraining pool
 
 
 def _maxrss_mib(who: int) -> float:
@@ -106,8 +106,14 @@ def _folder_mib(path: str) -> float:
   return total / 2**20
 
 
-def measure_build(scale: float, work_dir: str, log: Callable[[str], None] = print) -> dict[str, Any]:
-  """Prepares `DATASET` at `scale` from scratch in a subprocess under `work_dir`; returns its timings and memory.
+def dataset_name(config: str = CONFIG) -> str:
+  return f"mura_synthetic/{config}"
+
+
+def measure_build(scale: float, work_dir: str, log: Callable[[str], None] = print, config: str = CONFIG
+                  ) -> dict[str, Any]:
+  """Prepares `mura_synthetic/<config>` at `scale` from scratch in a subprocess under `work_dir`; returns its timings
+  and memory.
 
   The prepared dataset stays in `result["data_dir"]` (the caller decides when to remove it).
   """
@@ -116,7 +122,7 @@ def measure_build(scale: float, work_dir: str, log: Callable[[str], None] = prin
   result_file = os.path.join(work_dir, f"build_result_{os.path.basename(data_dir)}.json")
   log_file = os.path.join(work_dir, f"build_log_{os.path.basename(data_dir)}.txt")
   cmd = [sys.executable, "-m", "simclr_mura.benchmarks.build", f"--data_dir={data_dir}", f"--scale={scale:g}",
-         f"--result={result_file}"]
+         f"--config={config}", f"--result={result_file}"]
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
   start = time.perf_counter()
   with open(log_file, "w", encoding="utf-8") as out:
@@ -139,7 +145,7 @@ def measure_build(scale: float, work_dir: str, log: Callable[[str], None] = prin
   os.remove(log_file)
   images = child["images"]
   result = {
-      "dataset": DATASET, "scale": scale, "images": images, "examples_written": child["examples_written"],
+      "dataset": dataset_name(config), "scale": scale, "images": images, "examples_written": child["examples_written"],
       "splits": child["splits"],
       "generate_seconds": child["generate_seconds"],
       "generate_images_per_sec": images / child["generate_seconds"] if child["generate_seconds"] else None,
@@ -176,6 +182,7 @@ def _child(argv: Sequence[str]) -> int:
   p = argparse.ArgumentParser(prog="python -m simclr_mura.benchmarks.build")
   p.add_argument("--data_dir", required=True)
   p.add_argument("--scale", type=float, required=True)
+  p.add_argument("--config", default=CONFIG, help="the mura_synthetic config to build (default all)")
   p.add_argument("--result", required=True)
   args = p.parse_args(argv)
 
@@ -214,7 +221,7 @@ def _child(argv: Sequence[str]) -> int:
 
   shutil.rmtree = timed_rmtree
   start = time.perf_counter()
-  builder = prepare.prepare(DATASET, data_dir=args.data_dir, scale=args.scale)
+  builder = prepare.prepare(dataset_name(args.config), data_dir=args.data_dir, scale=args.scale)
   prepare_seconds = time.perf_counter() - start
   splits = {k: int(v.num_examples) for k, v in builder.info.splits.items()}
   generate = phase.get("generate_seconds", 0.0)
