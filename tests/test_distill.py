@@ -22,7 +22,7 @@ from simclr_mura.training import results, steps
 STUDENT_STEPS = 80  # distillation steps of the known-teacher test (60 already learn it)
 TINY = dict(resnet_depth=18, width_multiplier=0.25, image_size=32, proj_out_dim=16, ft_proj_selector=1,
             train_batch_size=16, optimizer="adam", learning_rate=0.003, weight_decay=0.0, global_bn=False,
-            model_dir="unused")
+            model_dir="unused", dataset="mura_synthetic/elbow")
 
 
 def _log_softmax(x):
@@ -162,7 +162,7 @@ def test_the_labeled_term_is_the_mean_over_the_global_batch_on_two_replicas():
 
 
 def test_bad_teacher_is_refused_in_one_line(tmp_path):
-  base = Config(**TINY, train_mode="distill", dataset="mura_synthetic/elbow")
+  base = Config(**TINY, train_mode="distill")
   teacher = _teacher_run(tmp_path / "teacher")
   pretrained_dir = _teacher_run(tmp_path / "pretrain", train_mode="pretrain")  # a pretraining run's folder
   cases = [
@@ -175,6 +175,8 @@ def test_bad_teacher_is_refused_in_one_line(tmp_path):
       (base.replace(teacher=teacher, distill_temperature=0), "--distill_temperature=0 is out of range"),
       (base.replace(teacher=teacher, distill_labeled_weight=1.5), "--distill_labeled_weight=1.5 is out of range"),
       (base.replace(teacher=teacher, num_classes=3), "predicts 2 classes, this run 3"),
+      (base.replace(teacher=teacher, dataset="mura_synthetic/hand"),
+       "was fine-tuned on mura_synthetic/elbow, this run trains on mura_synthetic/hand"),
       (base.replace(teacher=teacher, fine_tune_after_block=4), "would freeze a randomly initialised student"),
   ]
   for config, message in cases:

@@ -431,6 +431,7 @@ def test_partial_study_lists_what_is_missing_and_writes_every_file(tmp_path):
   for k in (0, 1):
     _write_run(_arm_dir(root, "hand", "simclr_finetune_1pct", k), "hand", 7 + k, 0.4, draw=k)
   (root / "hand" / "simclr_linear_1pct").mkdir()  # started, no draw folder yet
+  _write_run(_arm_dir(root, "hand", "simclr_distill_1pct", 0), "hand", 9, 0.4, draw=0)  # an arm elbow never began
 
   rep = report.build_report(str(root), out_dir=str(tmp_path / "out"))
   missing = {(m["body_part"], m["arm"], m["draw"]): m["reason"] for m in rep["missing"]}
@@ -442,6 +443,8 @@ def test_partial_study_lists_what_is_missing_and_writes_every_file(tmp_path):
   assert missing[("hand", "scratch_1pct", None)] == "not run (no folder)"
   assert missing[("hand", "simclr_linear_1pct", None)].startswith("no label draw started")
   assert missing[("hand", "simclr_pretrain", None)] == "not run (no folder)"
+  assert missing[("elbow", "simclr_distill_1pct", None)] == "not run (no folder)"
+  assert missing[("hand", "simclr_distill_1pct", 1)] == "not run (no draw1 folder)"
   assert ("elbow", "simclr_pretrain", None) not in missing
   assert missing[("pooled", "simclr_finetune_1pct", 1)] == "not in every body part (lacks elbow)"
   assert missing[("pooled", "scratch_1pct", 0)] == "not in every body part (lacks hand)"

@@ -161,10 +161,8 @@ def plan(*, preset: Preset, builder: str, parts: Sequence[str], pool: str, draws
       for draw in draws_of:
         for family, restores in families:
           name = arm_name(family, fraction)
-          model_dir = os.path.join(part_dir, name, *([draw_folder(draw)] if draw is not None else []))
-          extra = ["--train_split=train"]
-          if draw is not None:
-            extra += [f"--label_fraction={LABEL_FRACTIONS[fraction]:g}", f"--label_draw={draw}"]
+          model_dir = _arm_dir(part_dir, name, draw)
+          extra = ["--train_split=train", *_label_draw(fraction, draw)]
           if RECIPES[family] != RECIPES[LINEAR]:  # linear evaluation keeps its recipe's length (converges fast)
             extra += preset.length(fraction)
           source = None
@@ -177,6 +175,16 @@ def plan(*, preset: Preset, builder: str, parts: Sequence[str], pool: str, draws
   return runs
 
 
+def _arm_dir(part_dir: str, arm: str, draw: Optional[int]) -> str:
+  """An arm's run folder: `<part>/<arm>/draw<k>` for a label draw, `<part>/<arm>` for a single-run arm."""
+  return os.path.join(part_dir, arm, *([draw_folder(draw)] if draw is not None else []))
+
+
+def _label_draw(fraction: str, draw: Optional[int]) -> list[str]:
+  """The trainer flags of draw `draw` of a label fraction (none for the single-run arms)."""
+  return [] if draw is None else [f"--label_fraction={LABEL_FRACTIONS[fraction]:g}", f"--label_draw={draw}"]
+
+
 def _distillations(run, preset: Preset, part: str, part_dir: str, draws: int) -> list[Run]:
   """A part's distillation arms: for each 1% / 10% draw, a student learns from that draw's SimCLR fine-tuning run on
   all of the part's `train` images (labels unused; the draw is recorded). It trains as long as the arms on all labels:
@@ -184,10 +192,9 @@ def _distillations(run, preset: Preset, part: str, part_dir: str, draws: int) ->
   runs = []
   for fraction in DRAWN_FRACTIONS:
     for draw in range(draws):
-      teacher = os.path.join(part_dir, arm_name(FINETUNE, fraction), draw_folder(draw))
+      teacher = _arm_dir(part_dir, arm_name(FINETUNE, fraction), draw)
       name = arm_name(DISTILL, fraction)
-      extra = ["--train_mode=distill", "--train_split=train", f"--label_fraction={LABEL_FRACTIONS[fraction]:g}", f"--label_draw={draw}",
-               *preset.length("100pct"), f"--teacher={teacher}"]
-      runs.append(run(name, RECIPES[DISTILL], part, [part], os.path.join(part_dir, name, draw_folder(draw)), extra,
-                      draw, teacher))
+      extra = ["--train_mode=distill", "--train_split=train", *_label_draw(fraction, draw), *preset.length("100pct"),
+               f"--teacher={teacher}"]
+      runs.append(run(name, RECIPES[DISTILL], part, [part], _arm_dir(part_dir, name, draw), extra, draw, teacher))
   return runs

@@ -129,11 +129,14 @@ def _read_run(part: str, arm: str, draw: int, model_dir: str, drawn: bool) -> Tu
 def collect_runs(study_dir: str, parts: Optional[Sequence[str]] = None) -> Collected:
   """Reads every run's result.json and flags.json and lists what is missing (see `Collected`).
 
-  A drawn arm is expected to have as many draws as the arm with the most (draw folders 0..R−1); a drawn arm whose
-  folder is itself a run (a study from before label draws) counts as draw 0.
+  Every part is expected to hold the study's arms and any arm another part holds; a drawn arm, as many draws as the
+  arm with the most (draw folders 0..R−1); a drawn arm whose folder is itself a run (a study from before label draws)
+  counts as draw 0.
   """
   parts = find_body_parts(study_dir) if parts is None else list(parts)
-  arms = {part: arms_of(os.path.join(study_dir, part)) for part in parts}
+  # an arm that any part ran (MICLe's, the distillations) is expected in every part: one never started is missing
+  expected = sorted({arm for part in parts for arm in arms_of(os.path.join(study_dir, part))}, key=arm_order)
+  arms = {part: expected for part in parts}
   draws = {(part, arm): draw_dirs(os.path.join(study_dir, part, arm)) for part in parts for arm in arms[part]
            if is_drawn(arm)}
   n_draws = max((max(d) + 1 for d in draws.values() if d), default=0)

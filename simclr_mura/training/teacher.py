@@ -18,8 +18,8 @@ from simclr_mura.training import checkpoints, results
 
 
 def teacher_config(config: Config) -> Config:
-  """The teacher run's configuration (from its flags.json), checked: a classifier with a checkpoint, at this run's
-  image size. Every refusal is one line naming `--teacher`."""
+  """The teacher run's configuration (from its flags.json), checked: a classifier of this run's dataset, classes and
+  image size, with a checkpoint. Every refusal is one line naming `--teacher`."""
   where = f"--teacher={config.teacher}"
   saved = results.read_flags_json(config.teacher) if tf.io.gfile.isdir(config.teacher) else {}
   if not saved:
@@ -32,6 +32,9 @@ def teacher_config(config: Config) -> Config:
   if teacher.num_classes != config.num_classes:
     raise UserError(f"{where} predicts {teacher.num_classes} classes, this run {config.num_classes}; accepted: a "
                     "teacher of the student's --num_classes")
+  if teacher.dataset != config.dataset:  # its predictions are about its own body parts' images
+    raise UserError(f"{where} was fine-tuned on {teacher.dataset}, this run trains on {config.dataset}; accepted: a "
+                    "teacher of the student's --dataset")
   if teacher.image_size != config.image_size:
     raise UserError(f"{where} sees {teacher.image_size} px images, this run {config.image_size} px; accepted: a "
                     "teacher of the student's --image_size")
