@@ -325,8 +325,8 @@ def study_pair_examples(builder, split: str, config: Config, *, seed: int, batch
   "study_id" and "label".
 
   Each dataset of the split (each part of a union) is read as `study_slices`, each grouped into studies in stored
-  order (the whole pipeline is then deterministic: grouping needs the records in order); studies are shuffled, then
-  their pairs. Images are decoded once per epoch each, after the study shuffle; with --cache_dataset the cache keeps
+  order (grouping needs the records in order); studies are shuffled, then their pairs, which are made in parallel and
+  kept in order only with --deterministic (as the image pipeline's views). Images are decoded once per epoch each, after the study shuffle; with --cache_dataset the cache keeps
   them decoded (serialized), as the image pipeline's does. (A multi-worker run reads a worker's share of the split,
   `worker_split`: a study cut by that boundary pairs within each piece.)
   """
@@ -350,7 +350,11 @@ def study_pair_examples(builder, split: str, config: Config, *, seed: int, batch
   studies = _mix([study_pairs.group_studies(c) for c in chunks], seed)
   studies = studies.shuffle(shuffle_buffer_size(batch), seed=seed, reshuffle_each_iteration=True)
   shape = (config.image_size, config.image_size, 1)
-  pairs = studies.map(lambda g: study_pairs.pair_views(g, load, view, shape), num_parallel_calls=tf.data.AUTOTUNE)
+  # Grouping needs the records in order, the pairs do not: like the image pipeline's views, they come in the order
+  # they are ready unless --deterministic (studies of 1 to 11 images take unequal times, and a strict order would
+  # hold every ready study behind a slow one).
+  pairs = studies.map(lambda g: study_pairs.pair_views(g, load, view, shape), num_parallel_calls=tf.data.AUTOTUNE,
+                      deterministic=config.deterministic)
   return pairs.unbatch().shuffle(shuffle_buffer_size(batch), seed=seed, reshuffle_each_iteration=True)
 
 

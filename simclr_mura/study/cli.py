@@ -27,9 +27,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
   parser.add_argument("--mura_dir", help="folder holding MURA-v1.1/ (real data); default: the synthetic twin")
   parser.add_argument("--parts", default="elbow,hand,shoulder", help="comma-separated body parts")
   parser.add_argument("--preset", choices=list(PRESETS), help="quick (minutes on a laptop CPU, default on synthetic "
-                      "data), cpu (mura_synthetic at MURA's size, about 90 minutes on 2 cores before its distillation "
-                      "arms: the label-efficiency result), paper (real MURA on a GPU, default with --mura_dir) or tiny (seconds per run, for "
-                      "tests)")
+                      "data), cpu (mura_synthetic at MURA's size, about 2 hours on 2 cores with its distillation arms: "
+                      "the label-efficiency result), paper (real MURA on a GPU, default with --mura_dir) or tiny "
+                      "(seconds per run, for tests)")
   parser.add_argument("--pretrain_pool", choices=PRETRAIN_POOLS, default="union",
                       help="SimCLR pretrains " + "; ".join(f"{k}: {v}" for k, v in POOLS_DOC.items())
                       + " (default union)")
