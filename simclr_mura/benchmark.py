@@ -80,7 +80,8 @@ def _parser() -> argparse.ArgumentParser:
                  help="cpu: mura_synthetic scale of the build benchmark (default 1.0 = about 40,000 images)")
   d.add_argument("--no_build", action="store_true",
                  help="cpu: skip the build benchmark; the pipeline reads --dataset (default mura_synthetic at "
-                      "--synthetic_config and --data_scale, prepared in --data_dir or a temporary folder): to compare pipeline and step only")
+                      "--synthetic_config and --data_scale, prepared in --data_dir or a temporary folder): to compare "
+                      "pipeline and step only")
   d.add_argument("--data_scale", type=float,
                  help="gpu, and cpu with --no_build: mura_synthetic scale of the dataset read (default 0.25, about "
                       "10,000 images: a train split larger than the shuffle buffer, as in a real run)")

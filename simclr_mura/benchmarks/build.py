@@ -107,6 +107,7 @@ def _folder_mib(path: str) -> float:
 
 
 def dataset_name(config: str = CONFIG) -> str:
+  """The TFDS name of the mura_synthetic `config` the build benchmark prepares."""
   return f"mura_synthetic/{config}"
 
 
@@ -145,8 +146,8 @@ def measure_build(scale: float, work_dir: str, log: Callable[[str], None] = prin
   os.remove(log_file)
   images = child["images"]
   result = {
-      "dataset": dataset_name(config), "scale": scale, "images": images, "examples_written": child["examples_written"],
-      "splits": child["splits"],
+      "dataset": dataset_name(config), "scale": scale, "images": images,
+      "examples_written": child["examples_written"], "splits": child["splits"],
       "generate_seconds": child["generate_seconds"],
       "generate_images_per_sec": images / child["generate_seconds"] if child["generate_seconds"] else None,
       "tfds_build_seconds": child["tfds_build_seconds"],

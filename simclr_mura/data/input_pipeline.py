@@ -326,8 +326,9 @@ def study_pair_examples(builder, split: str, config: Config, *, seed: int, batch
 
   Each dataset of the split (each part of a union) is read as `study_slices`, each grouped into studies in stored
   order (grouping needs the records in order); studies are shuffled, then their pairs, which are made in parallel and
-  kept in order only with --deterministic (as the image pipeline's views). Images are decoded once per epoch each, after the study shuffle; with --cache_dataset the cache keeps
-  them decoded (serialized), as the image pipeline's does. (A multi-worker run reads a worker's share of the split,
+  kept in order only with --deterministic (as the image pipeline's views). Images are decoded once per epoch each,
+  after the study shuffle; with --cache_dataset the cache keeps them decoded (serialized), as the image pipeline's
+  does. (A multi-worker run reads a worker's share of the split,
   `worker_split`: a study cut by that boundary pairs within each piece.)
   """
   feature = builder.info.features["image"]
